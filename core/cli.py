@@ -1,0 +1,302 @@
+"""`python -m core ...`: the same core the dashboard uses, for tests, background jobs and GPU servers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from core.config import TransferLabError
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if r.get(c) is None else f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r[c]))
+              for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+# ---- datasets ----------------------------------------------------------------------------------------------
+
+
+def cmd_datasets_import(args: argparse.Namespace) -> int:
+    from core import datasets
+
+    def progress(message: str, fraction: float) -> None:
+        print(f"\r{message} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+
+    report = datasets.import_dataset(args.source, name=args.name, progress=progress)
+    print(file=sys.stderr)
+    if args.json:
+        _print_json(report.__dict__)
+    else:
+        total = {split: sum(c.values()) for split, c in report.counts.items()}
+        print(f"Imported {report.name}: {len(report.classes)} classes, images per split {total}, "
+              f"{report.skipped_files} non-image files skipped, {len(report.unreadable)} unreadable images left out.")
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from core import datasets
+
+    rows = datasets.list_datasets()
+    if args.json:
+        _print_json(rows)
+    else:
+        _table(rows, ["name", "kind", "available", "description"])
+    return 0
+
+
+def cmd_datasets_show(args: argparse.Namespace) -> int:
+    from core import datasets
+
+    info = datasets.describe(args.name)
+    if args.json:
+        _print_json(info)
+    else:
+        print(f"{info['name']}: {len(info['classes'])} classes")
+        rows = [{"class": c, **{s: info["counts"].get(s, {}).get(c, 0) for s in ("train", "val", "test")}}
+                for c in info["classes"]]
+        _table(rows, ["class", "train", "val", "test"])
+    return 0
+
+
+# ---- models ------------------------------------------------------------------------------------------------
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    from core import models
+
+    if args.arch not in models.ARCHS:
+        raise TransferLabError(f"Unknown arch {args.arch!r}; known: {', '.join(models.ARCHS)}.")
+    model = models.build_model(args.arch, args.classes, args.input_size)
+    counts = models.param_counts(model)
+    layers = models.describe_layers(model)
+    if args.json:
+        _print_json({"arch": args.arch, "total_params": counts["total"], "trainable_params": counts["trainable"],
+                     "non_trainable_params": counts["non_trainable"], "input_size": model.input_shape[1],
+                     "layers": layers})
+    else:
+        _table(layers, ["name", "type", "output_shape", "params", "trainable"])
+        print(f"total {counts['total']:,}  trainable {counts['trainable']:,}  non-trainable {counts['non_trainable']:,}")
+    return 0
+
+
+# ---- train / runs ------------------------------------------------------------------------------------------
+
+
+class ConsoleProgress:
+    """A one-line progress bar on a terminal; one line per epoch and phase in a log file."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last_key: tuple = ()
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        head = (f"[{info.get('step', 1)}/{info.get('steps', 1)}] {info.get('pipeline', '')} "
+                f"stage {info.get('stage', 1)}/{info.get('stages', 1)}"
+                + (f" repeat {info['repeat']}/{info['repeats']}" if info.get("repeats", 1) > 1 else ""))
+        if info.get("phase") != "training":
+            print(f"{head}: {info.get('phase')}", file=sys.stderr, flush=True)
+            return
+        frac = info["batch"] / info["batches"]
+        bar = "#" * int(frac * 20)
+        logs = info.get("logs", {})
+        line = (f"{head} epoch {info['epoch']}/{info['epochs']} [{bar:<20}] {info['batch']}/{info['batches']} "
+                f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f} "
+                f"eta {info.get('eta_s', 0):.0f}s")
+        if self.tty:
+            end = "\n" if info["batch"] == info["batches"] else ""
+            print("\r" + line, end=end, file=sys.stderr, flush=True)
+        elif info["batch"] == info["batches"]:
+            print(line, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core import pipeline, training
+
+    if bool(args.preset) == bool(args.config):
+        raise TransferLabError("train needs exactly one of --preset NAME or --config FILE.")
+    exp = pipeline.load_preset(args.preset) if args.preset else pipeline.load_config_file(args.config)
+    exp = pipeline.apply_overrides(exp, args.set or [], args.repeats)
+    signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
+
+    def on_run(run_id: str, status: str) -> None:
+        if not args.json:
+            print(f"{run_id} {status}", flush=True)
+
+    results = training.run_experiment(exp, command=training.command_line(), job_id=args.job,
+                                      on_progress=ConsoleProgress(), on_run=on_run)
+    if args.json:
+        _print_json(results)
+    failed = [r for r in results if r["status"] != "done"]
+    return 0 if not failed else (3 if any(r["status"] == "cancelled" for r in failed) else 1)
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from core import runs
+
+    rows = runs.list_runs()
+    if args.json:
+        _print_json(rows)
+    else:
+        _table(rows, ["run_id", "status", "dataset", "arch", "freeze", "test_accuracy", "wall_time_s"])
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from core import runs
+
+    run = runs.get_run(args.run_id)
+    _print_json({k: v for k, v in run.items() if k != "progress"})
+    return 0
+
+
+def cmd_runs_cancel(args: argparse.Namespace) -> int:
+    from core import runs
+
+    runs.request_cancel(args.run_id)
+    print(f"Cancel requested for {args.run_id}.")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from core import jobs
+
+    if args.jobs_cmd == "run":
+        return jobs.run_job(args.job_id)
+    if args.jobs_cmd == "cancel":
+        jobs.cancel_job(args.job_id)
+        print(f"Cancel requested for job {args.job_id}.")
+        return 0
+    rows = jobs.list_jobs()
+    if args.json:
+        _print_json(rows)
+    else:
+        _table(rows, ["job_id", "status", "name", "created", "error"])
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from core import predict
+
+    results = predict.classify_paths(args.images, model=args.model, top_k=args.top_k)
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            if r.get("error"):
+                print(f"{r['path']}: error: {r['error']}")
+            else:
+                top = ", ".join(f"{c} {p:.3f}" for c, p in list(r["probabilities"].items())[: args.top_k])
+                print(f"{r['path']}: {r['label']}  ({top})")
+    return 1 if any(r.get("error") for r in results) else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from core import bench
+
+    return bench.main(quick=args.quick, as_json=args.json)
+
+
+# ---- parser ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description="TransferLab: transfer-learning experiments.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ds = sub.add_parser("datasets", help="import, list and inspect datasets").add_subparsers(dest="ds", required=True)
+    imp = ds.add_parser("import", help="import a zip, a directory or a URL to a zip into the data root")
+    imp.add_argument("source")
+    imp.add_argument("--name")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_datasets_import)
+    lst = ds.add_parser("list", help="every known dataset and whether it is available")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_datasets_list)
+    show = ds.add_parser("show", help="classes and counts per split")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_datasets_show)
+
+    mo = sub.add_parser("models", help="inspect architectures").add_subparsers(dest="mo", required=True)
+    ms = mo.add_parser("show", help="layers and parameter counts of an architecture")
+    ms.add_argument("arch")
+    ms.add_argument("--classes", type=int, required=True)
+    ms.add_argument("--input-size", type=int)
+    ms.add_argument("--json", action="store_true")
+    ms.set_defaults(func=cmd_models_show)
+
+    tr = sub.add_parser("train", help="run a preset or a config file in the foreground")
+    tr.add_argument("--preset")
+    tr.add_argument("--config")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="set a stage field on every stage, or stages.N.FIELD=VALUE on stage N")
+    tr.add_argument("--repeats", type=int)
+    tr.add_argument("--json", action="store_true")
+    tr.add_argument("--job", help=argparse.SUPPRESS)
+    tr.set_defaults(func=cmd_train)
+
+    ru = sub.add_parser("runs", help="list, show and cancel runs").add_subparsers(dest="ru", required=True)
+    rl = ru.add_parser("list", help="one row per run")
+    rl.add_argument("--json", action="store_true")
+    rl.set_defaults(func=cmd_runs_list)
+    rs = ru.add_parser("show", help="everything about one run")
+    rs.add_argument("run_id")
+    rs.set_defaults(func=cmd_runs_show)
+    rc = ru.add_parser("cancel", help="ask a queued or running run to stop")
+    rc.add_argument("run_id")
+    rc.set_defaults(func=cmd_runs_cancel)
+
+    jo = sub.add_parser("jobs", help="background jobs (what the dashboard launches)")
+    jsub = jo.add_subparsers(dest="jobs_cmd", required=True)
+    jl = jsub.add_parser("list", help="every job")
+    jl.add_argument("--json", action="store_true")
+    jr = jsub.add_parser("run", help="run a queued job (used by the dashboard)")
+    jr.add_argument("job_id")
+    jc = jsub.add_parser("cancel", help="cancel a queued or running job")
+    jc.add_argument("job_id")
+    jo.set_defaults(func=cmd_jobs)
+
+    cl = sub.add_parser("classify", help="classify image files with a stored model")
+    cl.add_argument("images", nargs="+")
+    cl.add_argument("--model", default="latest", help="RUN_ID, latest or default")
+    cl.add_argument("--top-k", type=int, default=3)
+    cl.add_argument("--json", action="store_true")
+    cl.set_defaults(func=cmd_classify)
+
+    be = sub.add_parser("bench", help="speed figures: input pipeline, training, roofline, latency")
+    be.add_argument("--quick", action="store_true")
+    be.add_argument("--json", action="store_true")
+    be.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TransferLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback (TRANSFERLAB_DEBUG=1 shows it)
+        if os.environ.get("TRANSFERLAB_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,295 @@
+"""The run store: one folder per run under `<results>/runs/<run_id>/`, every file written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.config import (
+    TransferLabError,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    results_root,
+    validate_name,
+)
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+HEARTBEAT_STALE_S = 120
+DEFAULT_MODEL_DIR = "default"
+
+
+def runs_dir() -> Path:
+    return results_root() / "runs"
+
+
+def run_dir(run_id: str) -> Path:
+    return runs_dir() / validate_name(run_id, "run id")
+
+
+def new_run_id(dataset: str, arch: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{dataset}-{arch}-{secrets.token_hex(2)}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def create_run(record: dict[str, Any]) -> str:
+    """Store a new run's record (`config.json`) with status `queued`; returns its id."""
+    stage = record["stage"]
+    run_id = new_run_id(stage["dataset"], stage["arch"])
+    folder = run_dir(run_id)
+    folder.mkdir(parents=True, exist_ok=False)
+    atomic_write_json(folder / "config.json", {"run_id": run_id, "created": now_iso(), **record})
+    set_status(run_id, "queued")
+    return run_id
+
+
+def set_status(run_id: str, status: str, **fields: Any) -> None:
+    assert status in STATUSES, status
+    path = run_dir(run_id) / "status.json"
+    current = read_json(path, {}) or {}
+    current.update(fields, status=status, updated=now_iso(), heartbeat=time.time())
+    if status == "running":
+        current.setdefault("pid", os.getpid())
+        current.setdefault("host", os.uname().nodename)
+        current.setdefault("started", now_iso())
+    if status in ("done", "failed", "cancelled"):
+        current["finished"] = now_iso()
+    atomic_write_json(path, current)
+
+
+def heartbeat(run_id: str, **fields: Any) -> None:
+    path = run_dir(run_id) / "status.json"
+    current = read_json(path, {}) or {}
+    current.update(fields, heartbeat=time.time())
+    atomic_write_json(path, current)
+
+
+def write_json(run_id: str, name: str, obj: Any) -> None:
+    atomic_write_json(run_dir(run_id) / name, obj)
+
+
+def append_history(run_id: str, row: dict[str, Any]) -> None:
+    """Rewrite history.csv with one more row (atomic: a killed run never leaves a torn CSV)."""
+    rows = read_history(run_id) + [row]
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir(run_id) / "history.csv", buf.getvalue())
+
+
+def read_history(run_id: str) -> list[dict[str, Any]]:
+    path = run_dir(run_id) / "history.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _num(value: str) -> Any:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return value
+
+
+def save_model(run_id: str, model: Any) -> Path:
+    """Save to a temp name, then rename: `model.keras` is either complete or absent."""
+    folder = run_dir(run_id)
+    tmp = folder / f".model.{os.getpid()}.tmp.keras"
+    final = folder / "model.keras"
+    try:
+        model.save(tmp)
+        os.replace(tmp, final)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise TransferLabError(f"Could not save the model of run {run_id}: {exc.strerror or exc}.") from None
+        raise
+    return final
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as gone
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def effective_status(status: dict[str, Any]) -> dict[str, Any]:
+    """A `running` run whose process is gone is reported as failed (it was killed or crashed)."""
+    if status.get("status") != "running":
+        return status
+    same_host = status.get("host") in (None, os.uname().nodename)
+    gone = not _pid_alive(status.get("pid")) if same_host else (
+        time.time() - float(status.get("heartbeat", 0)) > HEARTBEAT_STALE_S)
+    if gone:
+        return {**status, "status": "failed", "error": "the training process ended without finishing (killed?)"}
+    return status
+
+
+def get_run(run_id: str) -> dict[str, Any]:
+    """Everything about one run, tolerant of missing files (older versions, interrupted runs)."""
+    folder = run_dir(run_id)
+    config = read_json(folder / "config.json")
+    if not isinstance(config, dict):
+        raise TransferLabError(f"Run {run_id!r} does not exist in {runs_dir()}.")
+    status = effective_status(read_json(folder / "status.json", {}) or {"status": "failed", "error": "no status"})
+    return {
+        "run_id": run_id,
+        "config": config,
+        "status": status.get("status", "failed"),
+        "status_info": status,
+        "metrics": read_json(folder / "metrics.json", {}) or {},
+        "labels": read_json(folder / "labels.json", []) or [],
+        "progress": read_json(folder / "progress.json", {}) or {},
+        "has_model": (folder / "model.keras").is_file(),
+        "path": str(folder),
+    }
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """One flat summary row per run, newest first."""
+    rows = []
+    base = runs_dir()
+    if not base.is_dir():
+        return rows
+    for folder in base.iterdir():
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        try:
+            rows.append(summary_row(get_run(folder.name)))
+        except TransferLabError:
+            continue
+    rows.sort(key=lambda r: r.get("created") or "", reverse=True)
+    return rows
+
+
+def summary_row(run: dict[str, Any]) -> dict[str, Any]:
+    cfg, m, stage = run["config"], run["metrics"], run["config"].get("stage", {})
+    return {
+        "run_id": run["run_id"],
+        "status": run["status"],
+        "created": cfg.get("created"),
+        "preset": cfg.get("preset"),
+        "pipeline": cfg.get("pipeline_name"),
+        "pipeline_id": cfg.get("pipeline_id"),
+        "stage_index": cfg.get("stage_index"),
+        "repeat": cfg.get("repeat_index"),
+        "method": cfg.get("method"),
+        "parent_run": cfg.get("parent_run"),
+        "dataset": stage.get("dataset"),
+        "arch": stage.get("arch"),
+        "source": stage.get("source"),
+        "freeze": stage.get("freeze"),
+        "seed": stage.get("seed"),
+        "epochs_run": m.get("epochs_run"),
+        "test_accuracy": m.get("test_accuracy"),
+        "val_accuracy": m.get("val_accuracy"),
+        "kappa": m.get("kappa"),
+        "wall_time_s": m.get("wall_time_s"),
+        "time_to_target_s": m.get("time_to_target_s"),
+        "trainable_params": m.get("trainable_params"),
+        "non_trainable_params": m.get("non_trainable_params"),
+        "device": m.get("device"),
+        "has_model": run["has_model"],
+        "error": run["status_info"].get("error"),
+    }
+
+
+def lineage(run_id: str) -> list[dict[str, Any]]:
+    """The chain of runs from the first stage down to this one."""
+    chain, seen = [], set()
+    current: str | None = run_id
+    while current and current not in seen:
+        seen.add(current)
+        try:
+            run = get_run(current)
+        except TransferLabError:
+            break
+        chain.append(run)
+        current = run["config"].get("parent_run")
+    return list(reversed(chain))
+
+
+def request_cancel(run_id: str) -> None:
+    run = get_run(run_id)
+    if run["status"] in ("done", "failed", "cancelled"):
+        raise TransferLabError(f"Run {run_id} is already {run['status']}.")
+    atomic_write_text(run_dir(run_id) / "cancel", now_iso())
+    if run["status"] == "queued":
+        set_status(run_id, "cancelled", error="cancelled before it started")
+
+
+def cancel_requested(run_id: str) -> bool:
+    return (run_dir(run_id) / "cancel").exists()
+
+
+def delete_run(run_id: str) -> None:
+    shutil.rmtree(run_dir(run_id), ignore_errors=True)
+
+
+def default_model_dir() -> Path:
+    return results_root() / DEFAULT_MODEL_DIR
+
+
+def latest_model_run() -> str | None:
+    """The newest finished run that has a model; None when there is none."""
+    for row in list_runs():
+        if row["status"] == "done" and row["has_model"]:
+            return row["run_id"]
+    return None
+
+
+def model_path(run_id: str) -> Path:
+    """The saved model of a finished run, or of the shipped default model (`default`)."""
+    folder = default_model_dir() if run_id == DEFAULT_MODEL_DIR else run_dir(run_id)
+    path = folder / "model.keras"
+    if not path.is_file():
+        raise TransferLabError(f"Run {run_id} has no saved model ({path.name} missing).")
+    return path
+
+
+def load_model(run_id: str) -> Any:
+    """Load with safe_mode=True; a corrupt or missing file is one clear error."""
+    import keras
+
+    path = model_path(run_id)
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise TransferLabError(f"The model file of run {run_id} cannot be loaded ({type(exc).__name__}).") from None
+
+
+def labels_for(run_id: str) -> list[str]:
+    folder = default_model_dir() if run_id == DEFAULT_MODEL_DIR else run_dir(run_id)
+    labels = read_json(folder / "labels.json")
+    if not isinstance(labels, list):
+        raise TransferLabError(f"Run {run_id} has no labels.json.")
+    return labels
