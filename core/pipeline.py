@@ -22,7 +22,7 @@ SPLIT_MODES = ("auto", "grouped", "stratified")
 
 @dataclass
 class StageConfig:
-    """One training stage. `source`: scratch | previous | imagenet | run:<run_id>."""
+    """One training stage. `source`: scratch | previous | stage:N (earlier stage) | imagenet | run:<run_id>."""
 
     dataset: str = "fruits360-3"
     arch: str = "alexnet4"
@@ -260,6 +260,9 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
     if src == "previous":
         if not has_previous:
             errors["source"] = "'previous' needs an earlier stage in the same pipeline"
+    elif src.startswith("stage:"):
+        if not src[6:].isdigit() or int(src[6:]) >= index:
+            errors["source"] = f"{src!r} must name an earlier stage of the same pipeline (stage:0 .. stage:{index - 1})"
     elif src.startswith("run:"):
         try:
             parent = runs.get_run(src[4:])
@@ -269,7 +272,7 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
             if parent["status"] != "done" or not parent["has_model"]:
                 errors["source"] = f"parent run {src[4:]} is {parent['status']} and has no usable model"
     elif src not in ("scratch", "imagenet"):
-        errors["source"] = "source must be scratch, previous, imagenet or run:<run_id>"
+        errors["source"] = "source must be scratch, previous, stage:N, imagenet or run:<run_id>"
     if src == "imagenet" and stage.arch.startswith("alexnet"):
         errors["source"] = f"there are no ImageNet weights for {stage.arch}"
     if src == "scratch" and stage.freeze != "none":

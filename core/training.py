@@ -387,14 +387,14 @@ def run_experiment(exp: Experiment, command: str = "", job_id: str | None = None
     for pipe in exp.pipelines:
         pipeline_id = f"{exp.name}-{pipe.name}-{secrets.token_hex(3)}"
         parent: str | None = None
+        stage_runs: list[str] = []
         for index, stage in enumerate(pipe.stages):
             is_last = index == len(pipe.stages) - 1
             repeats = pipe.repeats if is_last else 1
             produced: list[str] = []
             for rep in range(repeats):
                 st = dataclasses.replace(stage, seed=stage.seed + rep)
-                source_run = parent if st.source == "previous" else (
-                    st.source[4:] if st.source.startswith("run:") else None)
+                source_run = _source_run(st.source, parent, stage_runs)
                 record = {"stage": st.to_dict(), "preset": exp.name, "pipeline_name": pipe.name,
                           "pipeline_id": pipeline_id, "stage_index": index, "stage_count": len(pipe.stages),
                           "repeat_index": rep, "repeats": repeats, "parent_run": source_run,
@@ -416,7 +416,19 @@ def run_experiment(exp: Experiment, command: str = "", job_id: str | None = None
             if not produced:
                 break  # a failed stage leaves nothing to continue from
             parent = produced[0]
+            stage_runs.append(parent)
     return results
+
+
+def _source_run(source: str, previous: str | None, stage_runs: list[str]) -> str | None:
+    """The parent run id a stage's `source` names: previous, stage:N of this pipeline, run:<id>."""
+    if source == "previous":
+        return previous
+    if source.startswith("stage:"):
+        return stage_runs[int(source[6:])]
+    if source.startswith("run:"):
+        return source[4:]
+    return None
 
 
 def command_line() -> str:
