@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import core
+
+    core.import_tensorflow_quietly()
     try:
         return args.func(args)
     except TransferLabError as exc:

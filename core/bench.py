@@ -1,0 +1,231 @@
+"""`python -m core bench`: the speed figures of issue 5, measured on this machine in one run.
+
+Prints the input pipeline (cold decode vs warm cache), training throughput (all layers / frozen prefix /
+feature-cached head), the machine's fp32 matmul roofline and alexnet4's share of it, single-image latency,
+and time to accuracy for transfer and scratch on fruits360-3. Medians throughout; ratios from this run only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core import datasets, models, runs, training, transfer
+from core.config import TransferLabError
+from core.pipeline import StageConfig
+
+SIZE = 48
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """The machine's fp32 matmul rate with TensorFlow: the roofline we compare training against."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    mm = tf.function(lambda a, b: tf.matmul(a, b))
+    mm(a, b).numpy()
+    return 2 * n**3 / _median_time(lambda: mm(a, b).numpy(), repeats) / 1e9
+
+
+def forward_flops(model: Any) -> int:
+    """Multiply-adds x2 of Conv2D and Dense layers for one image (BN, pooling and activations are noise)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            cin, cout = layer.kernel.shape[2], layer.filters
+            _, h, w, _ = layer.output.shape
+            total += 2 * kh * kw * cin * cout * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(total)
+
+
+def input_pipeline(limit: int | None) -> dict[str, float]:
+    """Cold = decode every JPEG of the fruits360 train split; warm = one epoch from the decoded cache."""
+    datasets.clear_cache("fruits360")
+    t0 = time.perf_counter()
+    x, y, _ = datasets.load_split_arrays("fruits360", "train", SIZE, limit_per_class=limit)
+    cold = len(x) / (time.perf_counter() - t0)
+    pre = models.preprocess_fn("alexnet4")
+
+    def epoch() -> None:
+        for _ in datasets.make_tf_dataset(x, y, batch_size=256, preprocess=pre, shuffle=True, seed=0):
+            pass
+
+    epoch()
+    warm = len(x) / _median_time(epoch, 3)
+    return {"images": len(x), "cold_img_s": cold, "warm_img_s": warm, "warm_over_cold": warm / cold}
+
+
+def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float) -> dict[str, float]:
+    """img/s for the three ways a stage trains, on the same images, one timed epoch each after warm-up."""
+    import keras
+    import tensorflow as tf
+
+    pre = models.preprocess_fn("alexnet4")
+    out: dict[str, float] = {}
+
+    def timed_fit(model: Any, data: np.ndarray, preprocess) -> float:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        ds = datasets.make_tf_dataset(data, y, batch_size=64, preprocess=preprocess, shuffle=True, seed=0)
+        model.fit(ds.take(3), verbose=0)
+        return len(data) / _median_time(lambda: model.fit(ds, verbose=0), 1)
+
+    scratch = models.build_model("alexnet4", 3, SIZE, seed=0)
+    out["all_trainable_img_s"] = timed_fit(scratch, x, pre)
+    flops = forward_flops(scratch)
+    out["train_gflop_per_image"] = 3 * flops / 1e9
+    out["achieved_gflops"] = out["all_trainable_img_s"] * 3 * flops / 1e9
+    out["matmul_peak_gflops"] = peak
+    out["roofline_ratio"] = out["achieved_gflops"] / peak
+
+    frozen = transfer.replace_head(parent, 3, seed=0)
+    transfer.apply_freeze(frozen, "first:4")
+    out["frozen_prefix_img_s"] = timed_fit(frozen, x, pre)
+    k = transfer.cacheable_prefix(frozen)
+    prefix, head = transfer.split_model(frozen, k)
+    t0 = time.perf_counter()
+    feats = training.predict_batches(prefix, x, pre)
+    out["feature_extraction_img_s"] = len(x) / (time.perf_counter() - t0)
+    out["feature_cached_head_img_s"] = timed_fit(head, feats, lambda t: t)
+    tf.keras.backend.clear_session() if hasattr(tf, "keras") else None
+    return out
+
+
+def latency(run_id: str, image_path: Path) -> dict[str, float]:
+    """Model-only ms for one image (compiled forward, no model.predict) and upload bytes -> answer ms."""
+    from core import predict
+
+    clf = predict.load_classifier(run_id)
+    data = image_path.read_bytes()
+    img = clf.prepare(data)
+    model_ms = _median_time(lambda: clf.probabilities(img[None]), 100) * 1000
+    answer_ms = _median_time(lambda: clf.classify(data), 50) * 1000
+    cam_ms = _median_time(lambda: predict.gradcam(clf, img), 5) * 1000
+    return {"model_ms": model_ms, "upload_to_answer_ms": answer_ms, "gradcam_ms": cam_ms}
+
+
+def _find_parent() -> str | None:
+    """The newest finished stage-2 run (alexnet4 on fruits360) in the real results store."""
+    for row in runs.list_runs():
+        if row["status"] == "done" and row["dataset"] == "fruits360" and row["arch"] == "alexnet4" \
+                and row["has_model"]:
+            return row["run_id"]
+    return None
+
+
+def _train(stage: StageConfig, parent: str | None = None) -> tuple[str, dict[str, Any]]:
+    run_id = runs.create_run({"stage": stage.to_dict(), "preset": "bench", "parent_run": parent,
+                              "method": "scratch" if stage.source == "scratch" else "transfer",
+                              "command": "python -m core bench", "hardware": training.environment()})
+    status = training.execute_run(run_id, stage, parent)
+    run = runs.get_run(run_id)
+    if status != "done":
+        raise TransferLabError(f"bench stage {stage.dataset} {status}: {run['status_info'].get('error')}")
+    return run_id, run["metrics"]
+
+
+def time_to_accuracy(quick: bool) -> dict[str, Any]:
+    """Train the transfer stage and scratch on fruits360-3 with the project's own code; wall times and accuracy."""
+    real_results = runs.runs_dir()
+    parent = _find_parent()
+    limit = 150 if quick else None
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TRANSFERLAB_RESULTS_DIR"] = tmp
+        try:
+            if parent:
+                shutil.copytree(real_results / parent, runs.run_dir(parent))
+                out["parent"] = f"stored run {parent}"
+            else:
+                t0 = time.perf_counter()
+                pre, _ = _train(StageConfig(dataset="cifar10", epochs=2 if quick else 8, patience=2,
+                                            limit_per_class=limit))
+                parent, _ = _train(StageConfig(dataset="fruits360", source="previous", freeze="first:3",
+                                               epochs=2 if quick else 6, patience=2, limit_per_class=limit), pre)
+                out["parent"] = f"trained by the bench in {time.perf_counter() - t0:.0f} s"
+            _, tm = _train(StageConfig(dataset="fruits360-3", source="previous", freeze="first:4", epochs=20,
+                                       patience=4, limit_per_class=limit), parent)
+            _, sm = _train(StageConfig(dataset="fruits360-3", epochs=4 if quick else 30, patience=4,
+                                       limit_per_class=limit))
+        finally:
+            os.environ.pop("TRANSFERLAB_RESULTS_DIR", None)
+    for name, m in (("transfer", tm), ("scratch", sm)):
+        out[name] = {k: m[k] for k in ("wall_time_s", "test_accuracy", "epochs_run", "time_to_target_s",
+                                       "images_per_s", "feature_cache")}
+    out["transfer_over_scratch_time"] = tm["wall_time_s"] / sm["wall_time_s"]
+    return out
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": training.environment(), "quick": quick}
+    limit = 60 if quick else None
+    results["input_pipeline"] = input_pipeline(limit)
+    results["matmul_peak_gflops"] = matmul_gflops()
+    x, y, _ = datasets.load_split_arrays("fruits360-3", "train", SIZE, limit_per_class=300 if quick else None)
+    parent_id = _find_parent()
+    parent = runs.load_model(parent_id) if parent_id else models.build_model("alexnet4", 103, SIZE, seed=1)
+    results["training"] = training_throughput(x, y, parent, results["matmul_peak_gflops"])
+    results["time_to_accuracy"] = time_to_accuracy(quick)
+    sample = next(iter(sorted((datasets.dataset_path("fruits360") / "test").rglob("*.jpg"))))
+    try:
+        results["latency"] = latency("latest", sample)
+    except TransferLabError as exc:
+        results["latency"] = {"error": str(exc)}
+    return results
+
+
+def report(r: dict[str, Any]) -> str:
+    ip, tr, tta = r["input_pipeline"], r["training"], r["time_to_accuracy"]
+    lines = [
+        f"machine: {r['machine']['cpu']} x{r['machine']['cpu_cores']}, {r['machine']['device']}, "
+        f"TF {r['machine']['tensorflow']}{'  (quick)' if r['quick'] else ''}",
+        f"input pipeline, fruits360 train @{SIZE}px ({ip['images']} images): cold {ip['cold_img_s']:.0f} img/s, "
+        f"warm {ip['warm_img_s']:.0f} img/s (x{ip['warm_over_cold']:.1f})",
+        f"training alexnet4 @{SIZE}px, batch 64: all trainable {tr['all_trainable_img_s']:.0f} img/s, "
+        f"frozen conv1-4 {tr['frozen_prefix_img_s']:.0f} img/s, feature-cached head "
+        f"{tr['feature_cached_head_img_s']:.0f} img/s (features extracted at {tr['feature_extraction_img_s']:.0f} img/s)",
+        f"roofline: matmul fp32 {r['matmul_peak_gflops']:.1f} GFLOP/s; alexnet4 training "
+        f"{tr['train_gflop_per_image'] * 1000:.1f} MFLOP/image -> {tr['achieved_gflops']:.1f} GFLOP/s = "
+        f"{tr['roofline_ratio']:.0%} of peak (goal >= 75%)",
+    ]
+    for name, goal in (("transfer", "<= 15 s"), ("scratch", "<= 180 s")):
+        m = tta[name]
+        lines.append(f"fruits360-3 {name}: {m['wall_time_s']:.1f} s wall ({goal}), test accuracy "
+                     f"{m['test_accuracy']:.4f} (goal >= 0.995), {m['epochs_run']} epochs, "
+                     f"{m['images_per_s']:.0f} img/s, feature cache {m['feature_cache']}")
+    lines.append(f"transfer / scratch wall time: {tta['transfer_over_scratch_time']:.3f} (goal <= {1 / 12:.3f}); "
+                 f"parent: {tta['parent']}")
+    lat = r["latency"]
+    if "error" in lat:
+        lines.append(f"latency: {lat['error']}")
+    else:
+        lines.append(f"classify one image: model {lat['model_ms']:.2f} ms (goal <= 2 ms), upload bytes -> answer "
+                     f"{lat['upload_to_answer_ms']:.1f} ms (goal <= 250 ms), Grad-CAM {lat['gradcam_ms']:.1f} ms")
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, as_json: bool = False) -> int:
+    r = run(quick)
+    print(json.dumps(r, indent=2, default=str) if as_json else report(r))
+    return 0

@@ -1,0 +1,95 @@
+"""The run store: atomic files, honest statuses, tolerant reads."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from core import runs
+from core.config import TransferLabError
+
+
+@pytest.fixture(autouse=True)
+def results_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _new(parent=None, dataset="fruits360-3"):
+    return runs.create_run({"stage": {"dataset": dataset, "arch": "alexnet4"}, "parent_run": parent})
+
+
+def test_create_list_and_lineage():
+    a = _new(dataset="cifar10")
+    b = _new(parent=a, dataset="fruits360")
+    c = _new(parent=b)
+    assert {r["run_id"] for r in runs.list_runs()} == {a, b, c}
+    assert [r["run_id"] for r in runs.lineage(c)] == [a, b, c]
+    assert runs.get_run(c)["status"] == "queued"
+
+
+def test_history_appends_rows():
+    run_id = _new()
+    runs.append_history(run_id, {"epoch": 1, "loss": 0.5})
+    runs.append_history(run_id, {"epoch": 2, "loss": 0.25, "val_loss": 0.3})
+    rows = runs.read_history(run_id)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["val_loss"] == 0.3
+
+
+def test_running_run_whose_process_is_gone_is_reported_failed():
+    run_id = _new()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runs.set_status(run_id, "running", pid=dead.pid)
+    run = runs.get_run(run_id)
+    assert run["status"] == "failed" and "killed" in run["status_info"]["error"]
+    runs.set_status(run_id, "running", pid=None)
+    runs.heartbeat(run_id, pid=__import__("os").getpid())
+    assert runs.get_run(run_id)["status"] == "running"
+
+
+def test_older_or_torn_folders_stay_readable(results_dir):
+    old = results_dir / "runs" / "20200101-000000-old"
+    old.mkdir(parents=True)
+    (old / "config.json").write_text(json.dumps({"stage": {"dataset": "fruits360-3"}}))
+    torn = results_dir / "runs" / "20200101-000001-torn"
+    torn.mkdir()
+    (torn / "config.json").write_text('{"stage": {"data')
+    rows = {r["run_id"]: r for r in runs.list_runs()}
+    assert rows["20200101-000000-old"]["status"] == "failed"  # no status.json: not done, not lost
+    assert "20200101-000001-torn" not in rows
+
+
+def test_cancel_queued_run_and_unknown_ids():
+    run_id = _new()
+    runs.request_cancel(run_id)
+    assert runs.get_run(run_id)["status"] == "cancelled" and runs.cancel_requested(run_id)
+    with pytest.raises(TransferLabError, match="already cancelled"):
+        runs.request_cancel(run_id)
+    with pytest.raises(TransferLabError, match="does not exist"):
+        runs.get_run("no-such-run")
+    for bad in ("../etc", "a/b", ".hidden", ""):
+        with pytest.raises(TransferLabError, match="Invalid run id"):
+            runs.get_run(bad)
+
+
+def test_missing_or_corrupt_model_is_a_clear_error():
+    run_id = _new()
+    with pytest.raises(TransferLabError, match="no saved model"):
+        runs.load_model(run_id)
+    (runs.run_dir(run_id) / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(TransferLabError, match="cannot be loaded"):
+        runs.load_model(run_id)
+
+
+def test_latest_model_run_ignores_unfinished():
+    done = _new()
+    runs.set_status(done, "done")
+    (runs.run_dir(done) / "model.keras").write_bytes(b"x")
+    failed = _new()
+    runs.set_status(failed, "failed")
+    (runs.run_dir(failed) / "model.keras").write_bytes(b"x")
+    running = _new()
+    assert runs.latest_model_run() == done
+    assert running
