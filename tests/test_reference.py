@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 from pathlib import Path
 
@@ -158,7 +159,10 @@ def _num(cell: str) -> str:
     return cell.replace(",", "")
 
 
-needs_digest = pytest.mark.skipif(not DIGEST.is_file(), reason="../shared/papers/DIGEST.md not present")
+needs_digest = pytest.mark.skipif(
+    not DIGEST.is_file() and os.environ.get("CI") != "true",
+    reason="../shared/papers/DIGEST.md not present (outside CI only; in CI a missing DIGEST fails)",
+)
 
 
 @needs_digest
