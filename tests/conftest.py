@@ -1,0 +1,75 @@
+"""Shared fixtures: the workplace's real data (../shared/data) and data roots for tests.
+
+`imported_data` imports the two shared zips and MNIST once per session (the Fruits-360 zip alone takes
+~20 s); tests that only read those datasets use `real_data_root`. Tests that import or write anything
+use `data_dir`, a fresh empty data root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.config import shared_data_dir
+
+FRUITS_ZIP = "fruits-360-v2019.05.06.1-subset.zip"
+CIFAR_ZIP = "cifar10-jpg-subset.zip"
+MNIST_DIR = "mnist-t10k"
+
+
+def shared_data(*names: str) -> Path:
+    """The real data folder (with `names` in it). Missing: pytest.fail in CI (CI=true), pytest.skip elsewhere."""
+    root = shared_data_dir()
+    missing = [n for n in names if not (root / n).exists()] if root.is_dir() else ["the folder itself"]
+    if missing:
+        message = f"../shared/data not found: {root} (missing {', '.join(missing)})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_data_root() -> Path:
+    return shared_data()
+
+
+@dataclass
+class ImportedData:
+    root: Path  # a data root holding fruits360, cifar10 and mnist
+    reports: dict  # name -> core.datasets.ImportReport
+
+
+@pytest.fixture(scope="session")
+def imported_data(tmp_path_factory: pytest.TempPathFactory) -> ImportedData:
+    """Both shared zips and MNIST t10k imported once into a session data root."""
+    source = shared_data(FRUITS_ZIP, CIFAR_ZIP, MNIST_DIR)
+    root = tmp_path_factory.mktemp("imported-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRANSFERLAB_DATA_DIR", str(root))
+        from core import datasets
+
+        reports = {}
+        for item in (FRUITS_ZIP, CIFAR_ZIP, MNIST_DIR):
+            report = datasets.import_dataset(source / item)
+            reports[report.name] = report
+    return ImportedData(root, reports)
+
+
+@pytest.fixture
+def real_data_root(imported_data: ImportedData, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session data root with the real datasets, as TRANSFERLAB_DATA_DIR (read-mostly: do not import into it)."""
+    monkeypatch.setenv("TRANSFERLAB_DATA_DIR", str(imported_data.root))
+    return imported_data.root
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty data root as TRANSFERLAB_DATA_DIR."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("TRANSFERLAB_DATA_DIR", str(root))
+    return root
