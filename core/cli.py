@@ -34,8 +34,13 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
 def cmd_datasets_import(args: argparse.Namespace) -> int:
     from core import datasets
 
+    tty, shown = sys.stderr.isatty(), [-1]
+
     def progress(message: str, fraction: float) -> None:
-        print(f"\r{message} {fraction:6.1%}", end="", file=sys.stderr, flush=True)
+        step = int(fraction * (100 if tty else 10))
+        if step != shown[0]:
+            shown[0] = step
+            print(f"\r{message}" if tty else message, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     report = datasets.import_dataset(args.source, name=args.name, progress=progress)
     print(file=sys.stderr)

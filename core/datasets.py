@@ -560,7 +560,7 @@ def make_tf_dataset(
     seed: int = 0,
     repeat: bool = False,
 ):
-    """uint8 arrays -> batches of (preprocess(augment(float32 0..255)), int32 labels), prefetched.
+    """uint8 images (or float features) -> batches of (preprocess(augment(float32 0..255)), int32 labels), prefetched.
 
     Batches are gathered from the numpy arrays by index (no copy of x into the graph, so arrays over 2 GB
     work). Augmentation runs sequentially because the Keras random layers are deterministic per seed only then.
@@ -579,7 +579,7 @@ def make_tf_dataset(
     ds = ds.batch(batch_size)
 
     def gather(i):
-        xb, yb = tf.numpy_function(_take, [i], (tf.uint8, tf.int32), stateful=False)
+        xb, yb = tf.numpy_function(_take, [i], (tf.as_dtype(x.dtype), tf.int32), stateful=False)
         xb.set_shape(shape)
         yb.set_shape((None,))
         return tf.cast(xb, tf.float32), yb

@@ -25,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+tf.get_logger().setLevel("ERROR")  # retracing notices are noise in run logs
+
 CANCEL_EVENT = threading.Event()  # set by the CLI's SIGTERM handler
 ProgressFn = Callable[[dict[str, Any]], None]
 DATA_SEED = 0  # splits and view sampling stay fixed across repeats; the stage seed varies init and order
@@ -198,7 +200,7 @@ def single_image_latency_ms(model: keras.Model, input_size: int, repeats: int = 
 def predict_batches(model: keras.Model, x: np.ndarray, preprocess: Callable, batch_size: int = 256) -> np.ndarray:
     """Forward pass over uint8 images in batches with a compiled function (no Keras predict overhead)."""
     forward = tf.function(lambda t: model(preprocess(tf.cast(t, tf.float32)), training=False),
-                          reduce_retracing=True)
+                          input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype))])
     outs = [forward(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
 
@@ -299,7 +301,8 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
                                                        restore_best_weights=True))
     t_fit = time.perf_counter()
-    hist = trainee.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks, verbose=0)
+    hist = trainee.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks, verbose=0,
+                       shuffle=False)
     fit_time = time.perf_counter() - t_fit
     wall_time = time.perf_counter() - t_train
     if recorder.cancelled:
