@@ -1,0 +1,179 @@
+"""What every page shares: cached calls into core and a few display helpers. No compute lives here.
+
+Caches are keyed by the data / results roots, so two sessions (or two tests) pointed at different roots never
+see each other's tables. Tables that change while the app runs have short TTLs; models are cached as
+resources keyed by run id and the model file's modification time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import config, runs
+from core.config import TransferLabError
+
+MAX_UPLOAD_MB = 200  # keep in step with .streamlit/config.toml server.maxUploadSize
+IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp")
+STATUS_ICONS = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+
+
+def data_key() -> str:
+    return str(config.data_root())
+
+
+def results_key() -> str:
+    return str(config.results_root())
+
+
+# ---- environment -------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Looking for a GPU…")
+def device_label() -> str:
+    """The compute device the jobs will use: GPU names, or a plain note that there is none."""
+    try:
+        from core import training
+
+        gpus = training.gpu_names()
+    except Exception as exc:  # noqa: BLE001 - the sidebar must never take the page down
+        return f"unknown ({type(exc).__name__})"
+    return ", ".join(gpus) if gpus else "CPU — no GPU found"
+
+
+# ---- runs and jobs -----------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def _run_rows(root: str) -> list[dict[str, Any]]:
+    return runs.list_runs()
+
+
+def run_rows() -> list[dict[str, Any]]:
+    """Every run's summary row, newest first (cached for 2 s)."""
+    return _run_rows(results_key())
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def _run(root: str, run_id: str) -> dict[str, Any]:
+    return runs.get_run(run_id)
+
+
+def get_run(run_id: str) -> dict[str, Any]:
+    return _run(results_key(), run_id)
+
+
+@st.cache_data(ttl=2, show_spinner=False)
+def _history(root: str, run_id: str) -> list[dict[str, Any]]:
+    return runs.read_history(run_id)
+
+
+def history(run_id: str) -> list[dict[str, Any]]:
+    return _history(results_key(), run_id)
+
+
+def job_list() -> list[dict[str, Any]]:
+    """Jobs are read fresh: the live view polls them."""
+    from core import jobs
+
+    return jobs.list_jobs()
+
+
+def model_mtime(run_id: str) -> float:
+    try:
+        return runs.model_path(run_id).stat().st_mtime
+    except (TransferLabError, OSError):
+        return 0.0
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _classifier(root: str, run_id: str, mtime: float):
+    from core import predict
+
+    return predict.load_classifier(run_id)
+
+
+def classifier(run_id: str):
+    """A loaded, traced classifier for a run (cached by run id and the model file's mtime)."""
+    return _classifier(results_key(), run_id, model_mtime(run_id))
+
+
+@st.cache_data(show_spinner="Reading the model's layers…", max_entries=16)
+def _layers(root: str, run_id: str, mtime: float) -> list[dict[str, Any]]:
+    from core import models
+
+    return models.describe_layers(runs.load_model(run_id))
+
+
+def model_layers(run_id: str) -> list[dict[str, Any]]:
+    return _layers(results_key(), run_id, model_mtime(run_id))
+
+
+# ---- datasets ----------------------------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _datasets(root: str) -> list[dict[str, Any]]:
+    from core import datasets
+
+    return datasets.list_datasets()
+
+
+def dataset_rows() -> list[dict[str, Any]]:
+    """Every known dataset: local imports, views and the Keras built-ins, with availability."""
+    return _datasets(data_key())
+
+
+def available_datasets() -> list[str]:
+    return [d["name"] for d in dataset_rows() if d.get("available")]
+
+
+@st.cache_data(ttl=60, show_spinner="Counting images…")
+def _describe(root: str, name: str) -> dict[str, Any]:
+    from core import datasets
+
+    return datasets.describe(name)
+
+
+def describe(name: str) -> dict[str, Any]:
+    return _describe(data_key(), name)
+
+
+def clear_dataset_caches() -> None:
+    _datasets.clear()
+    _describe.clear()
+
+
+# ---- display helpers ---------------------------------------------------------------------------------------
+
+
+def status_label(status: str | None) -> str:
+    return f"{STATUS_ICONS.get(status or '', '')} {status or '—'}".strip()
+
+
+def counts_frame(info: dict[str, Any]) -> pd.DataFrame:
+    """describe() counts as a class x split table with totals."""
+    splits = [s for s in ("train", "val", "test", "all") if info.get("counts", {}).get(s)]
+    rows = [{"class": c, **{s: int(info["counts"][s].get(c, 0)) for s in splits}} for c in info.get("classes", [])]
+    frame = pd.DataFrame(rows, columns=["class", *splits])
+    if splits:
+        frame["total"] = frame[splits].sum(axis=1)
+    return frame
+
+
+def pretty_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
+
+
+def read_json_file(path: str | Path) -> Any:
+    return config.read_json(Path(path))
+
+
+def next_step(text: str, page: str, label: str, icon: str = "👉") -> None:
+    """An info box saying what to do next, with a link to the page that does it."""
+    st.info(text, icon=icon)
+    st.page_link(page, label=label, icon="➡️")

@@ -1,0 +1,295 @@
+"""Results: every run in one table, scratch vs transfer, the papers beside our runs, one run in depth."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core import compare, runs
+from core.config import TransferLabError
+from pages import common
+
+PUBLISHED = "published (hardware unknown)"
+
+
+# ---- cached reads ------------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False)
+def published_summary() -> pd.DataFrame:
+    from core import reference
+
+    return reference.published_summary()
+
+
+@st.cache_data(show_spinner=False)
+def reference_tables() -> list[str]:
+    from core import reference
+
+    return reference.list_tables()
+
+
+@st.cache_data(show_spinner=False)
+def reference_table(name: str) -> pd.DataFrame:
+    from core import reference
+
+    return reference.load_table(name)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _lineage(root: str, run_id: str) -> list[dict[str, Any]]:
+    return [runs.summary_row(r) for r in runs.lineage(run_id)]
+
+
+# ---- small helpers -----------------------------------------------------------------------------------------
+
+
+def pm(mean: Any, std: Any, fmt: str = "{:.4f}") -> str:
+    """'mean ± std' with blanks for unknown values."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    text = fmt.format(mean)
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        text += " ± " + fmt.format(std)
+    return text
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+# ---- sections ----------------------------------------------------------------------------------------------
+
+
+def filters(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """One multiselect per filter column; returns the choices (empty = all)."""
+    options = compare.filter_options(rows)
+    cols = st.columns(len(compare.FILTERS))
+    return {col: c.multiselect(col.replace("_", " "), options[col], key=f"filter_{col}")
+            for c, col in zip(cols, compare.FILTERS, strict=True)}
+
+
+def all_runs(rows: list[dict[str, Any]]) -> None:
+    st.subheader("All runs")
+    chosen = filters(rows)
+    shown = compare.filter_runs(rows, **chosen)
+    table = compare.runs_table(shown)
+    st.caption(f"{len(shown)} of {len(rows)} runs · click a column header to sort")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "test_accuracy": st.column_config.NumberColumn("test acc", format="%.4f"),
+        "val_accuracy": st.column_config.NumberColumn("val acc", format="%.4f"),
+        "kappa": st.column_config.NumberColumn(format="%.4f"),
+        "wall_time_s": st.column_config.NumberColumn("wall time (s)", format="%.1f"),
+        "time_to_target_s": st.column_config.NumberColumn("time to target (s)", format="%.1f"),
+    })
+    st.download_button("Download these runs (CSV)", table.to_csv(index=False).encode(), file_name="runs.csv",
+                       mime="text/csv", on_click="ignore")
+
+
+def headline(result: dict[str, Any]) -> None:
+    s, t = result["scratch"], result["transfer"]
+    if s is None or t is None:
+        missing = "scratch" if s is None else "transfer"
+        st.info(f"No finished **{missing}** run on {result['dataset']} yet, so no speedup. The preset "
+                "paper-b-scratch-vs-transfer trains both.", icon="ℹ️")
+        return
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Speedup (scratch time / transfer time)", fmt_ratio(result["speedup"]),
+              help="Mean wall time of the scratch runs over that of the transfer runs (last stage only, "
+                   "as the papers report).")
+    delta = result["accuracy_delta"]
+    c2.metric("Accuracy delta (transfer − scratch)", "—" if delta is None else f"{delta:+.4f}",
+              delta=None if delta is None else f"{delta * 100:+.2f} points")
+    c3.metric("Speedup to target accuracy", fmt_ratio(result["speedup_to_target"]),
+              help="Mean time to reach the target accuracy, over the runs that reached it.")
+    c4.metric("Speedup incl. pre-training", fmt_ratio(result["speedup_incl_pretrain"]),
+              help="Each transfer run also charged the wall time of the stages it was built on.")
+
+
+def summary_table(summary: pd.DataFrame, by: tuple[str, ...]) -> None:
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({**{c: r[c] for c in by}, "runs": int(r["n"]),
+                     "wall time (s)": pm(r["wall_time_s_mean"], r["wall_time_s_std"], "{:.1f}"),
+                     "time to target (s)": pm(r["time_to_target_s_mean"], r["time_to_target_s_std"], "{:.1f}")
+                     + f"  ({int(r['reached_target'])}/{int(r['n'])} reached)",
+                     "test accuracy": pm(r["test_accuracy_mean"], r["test_accuracy_std"]),
+                     "kappa": pm(r["kappa_mean"], r["kappa_std"]),
+                     "pre-training (s)": pm(r["pretrain_time_s_mean"], None, "{:.1f}")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def box_plots(points: pd.DataFrame) -> None:
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("wall time (s)", "test accuracy", "kappa"))
+    for i, metric in enumerate(("wall_time_s", "test_accuracy", "kappa"), start=1):
+        for group, part in points.groupby("group", sort=True):
+            fig.add_trace(go.Box(y=part[metric], name=str(group), boxpoints="all", jitter=0.3,
+                                 legendgroup=str(group), showlegend=i == 1, text=part["run_id"]), row=1, col=i)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), boxmode="group")
+    st.plotly_chart(fig, width="stretch")
+
+
+def comparison(rows: list[dict[str, Any]]) -> str | None:
+    st.subheader("Scratch vs transfer")
+    targets = compare.target_datasets(rows)
+    if not targets:
+        st.info("No finished runs yet: the comparison appears when runs finish.", icon="ℹ️")
+        return None
+    c1, c2 = st.columns(2)
+    dataset = c1.selectbox("Target dataset", targets, key="target_dataset")
+    grouping = c2.radio("Group by", list(compare.GROUPINGS), horizontal=True, key="group_by")
+    by = compare.GROUPINGS[grouping]
+    headline(compare.scratch_vs_transfer(rows, dataset))
+    summary = compare.group_summary(rows, dataset, by)
+    st.caption("mean ± standard deviation over repeats (sample std; blank with one run)")
+    summary_table(summary, by)
+    box_plots(compare.metric_points(rows, dataset, by))
+    return dataset
+
+
+def papers(rows: list[dict[str, Any]], dataset: str | None) -> None:
+    st.subheader("The papers beside our runs")
+    st.caption(f"Rows marked **{PUBLISHED}** are copied from the papers; their times come from unknown "
+               "machines, so compare them with ours as orders of magnitude only.")
+    summary = published_summary()
+    target = dataset if dataset and not compare.published_for(summary, dataset).empty else "fruits360-3"
+    table = compare.side_by_side(rows, summary, target)
+    st.markdown(f"Target: **{target}**")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "time_min": st.column_config.NumberColumn("time (min)", format="%.2f"),
+        "time_min_std": st.column_config.NumberColumn("± (min)", format="%.2f"),
+        "accuracy": st.column_config.NumberColumn(format="%.4f"),
+        "accuracy_std": st.column_config.NumberColumn("±", format="%.4f"),
+        "pretrain_time_min": st.column_config.NumberColumn("pre-training (min)", format="%.1f"),
+    })
+    with st.expander(f"All published tables ({PUBLISHED})"):
+        name = st.selectbox("Table", reference_tables(), key="reference_table")
+        st.caption(f"{name}.csv — {PUBLISHED}; see results/reference/README.md for caveats")
+        st.dataframe(reference_table(name), hide_index=True, width="stretch")
+
+
+def curves(history: list[dict[str, Any]], title: str = "") -> go.Figure | None:
+    """Loss and accuracy per epoch, train vs val, as two panels."""
+    long = compare.history_long(history)
+    if long.empty:
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    colors = {"train": "#1f77b4", "val": "#ff7f0e"}
+    for col, metric in enumerate(("loss", "accuracy"), start=1):
+        for split in ("train", "val"):
+            part = long[(long["metric"] == metric) & (long["split"] == split)]
+            if not part.empty:
+                fig.add_trace(go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers", name=split,
+                                         line=dict(color=colors[split]), legendgroup=split,
+                                         showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=50, b=10), title=title or None)
+    return fig
+
+
+def confusion(run: dict[str, Any]) -> None:
+    data = common.read_json_file(Path(run["path"]) / "confusion.json") or {}
+    classes = data.get("classes") or run["metrics"].get("classes") or run["labels"]
+    matrix = data.get("matrix") or run["metrics"].get("confusion")
+    if not matrix:
+        st.caption("No confusion matrix (the run did not finish).")
+        return
+    fig = px.imshow(matrix, x=classes, y=classes, text_auto=True, color_continuous_scale="Blues",
+                    labels=dict(x="predicted", y="true", color="images"), aspect="auto")
+    fig.update_layout(height=min(900, 200 + 30 * len(classes)), margin=dict(l=10, r=10, t=30, b=10))
+    st.plotly_chart(fig, width="stretch")
+
+
+def layers(run: dict[str, Any]) -> None:
+    frozen = set(run["metrics"].get("frozen_layers") or [])
+    if not run["has_model"]:
+        st.caption("No saved model for this run.")
+        return
+    try:
+        rows = common.model_layers(run["run_id"])
+    except TransferLabError as exc:
+        st.error(str(exc))
+        return
+    table = pd.DataFrame([{"frozen": "🧊 frozen" if r["name"] in frozen else "", **r} for r in rows])
+    st.caption(f"{len(frozen)} frozen layer(s) of {len(rows)}; frozen layers kept their parent's weights.")
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+def run_detail(rows: list[dict[str, Any]]) -> None:
+    st.subheader("One run in depth")
+    ids = [r["run_id"] for r in rows]
+    default = next((i for i, r in enumerate(rows) if r["status"] == "done"), 0)
+    label = {r["run_id"]: f"{r['run_id']} · {common.status_label(r['status'])}" for r in rows}
+    run_id = st.selectbox("Run", ids, index=default, format_func=label.get, key="detail_run")
+    try:
+        run = common.get_run(run_id)
+    except TransferLabError as exc:
+        st.error(str(exc))
+        return
+    m, cfg = run["metrics"], run["config"]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Status", common.status_label(run["status"]))
+    c2.metric("Test accuracy", "—" if m.get("test_accuracy") is None else f"{m['test_accuracy']:.4f}")
+    c3.metric("Kappa", "—" if m.get("kappa") is None else f"{m['kappa']:.4f}")
+    c4.metric("Wall time", compare.format_seconds(m.get("wall_time_s")))
+    if run["status_info"].get("error"):
+        st.error(run["status_info"]["error"])
+    tabs = st.tabs(["Curves", "Confusion matrix", "Per class", "Layers", "Lineage", "Config", "Command & hardware"])
+    with tabs[0]:
+        fig = curves(common.history(run_id))
+        if fig is None:
+            st.caption("No epochs recorded.")
+        else:
+            st.plotly_chart(fig, width="stretch")
+    with tabs[1]:
+        confusion(run)
+    with tabs[2]:
+        per_class = m.get("per_class") or []
+        if per_class:
+            st.dataframe(pd.DataFrame(per_class), hide_index=True, width="stretch")
+        else:
+            st.caption("No per-class metrics (the run did not finish).")
+    with tabs[3]:
+        layers(run)
+    with tabs[4]:
+        chain = _lineage(common.results_key(), run_id)
+        st.caption("From the first stage down to this run; each stage starts from the one above it.")
+        st.dataframe(pd.DataFrame(chain)[["run_id", "status", "dataset", "arch", "source", "freeze",
+                                          "test_accuracy", "wall_time_s"]], hide_index=True, width="stretch")
+    with tabs[5]:
+        st.code(common.pretty_json(cfg.get("stage", cfg)), language="json")
+        st.caption(f"preset {cfg.get('preset')} · pipeline {cfg.get('pipeline_name')} · stage "
+                   f"{(cfg.get('stage_index') or 0) + 1} of {cfg.get('stage_count')} · repeat "
+                   f"{(cfg.get('repeat_index') or 0) + 1} of {cfg.get('repeats')}")
+    with tabs[6]:
+        st.markdown("**Command**")
+        st.code(cfg.get("command") or "—", language="bash")
+        st.markdown("**Hardware and software**")
+        st.code(common.pretty_json(cfg.get("hardware") or {}), language="json")
+
+
+def main() -> None:
+    st.title("Results")
+    rows = common.run_rows()
+    if not rows:
+        common.next_step("No runs yet. Launch a preset or your own pipeline; its runs appear here as they "
+                         "train.", "pages/train.py", "Train a model")
+        papers(rows, None)
+        return
+    all_runs(rows)
+    st.divider()
+    dataset = comparison(rows)
+    st.divider()
+    papers(rows, dataset)
+    st.divider()
+    run_detail(rows)
+
+
+main()

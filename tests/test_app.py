@@ -1,0 +1,359 @@
+"""The dashboard, page by page, with Streamlit's AppTest: one short test per behaviour.
+
+Pages render on a fresh clone (empty data and results roots) and with real runs present; Train launches and
+cancels real background jobs; Results compares scratch with transfer; Classify labels a real Fruits-360 image.
+Real data comes from conftest's session-scoped `imported_data` (the shared zips, imported once).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import REPO_ROOT
+
+APP = str(REPO_ROOT / "app.py")
+PAGES = ("pages/home.py", "pages/datasets.py", "pages/train.py", "pages/results.py", "pages/classify.py")
+TINY = {"arch": "alexnet4", "input_size": 48, "epochs": 1, "limit_per_class": 10, "batch_size": 16,
+        "patience": 0}
+# make_tf_dataset expects uint8 images, so a frozen prefix's cached float features fail in core today
+# (reported to the core developers); the transfer stage trains without the feature cache until that is fixed.
+FEATURE_CACHE = False
+_TRAINED: dict[str, Path] = {}  # results roots already trained this session (shared with the e2e test)
+
+
+# ---- fixtures and helpers ------------------------------------------------------------------------------------
+
+
+def tiny_experiment():
+    """Scratch (2 repeats) vs cifar10 -> fruits360-3 transfer (2 repeats): 5 runs of one epoch each."""
+    from core.pipeline import Experiment
+
+    return Experiment.from_dict({"name": "tiny-scratch-vs-transfer", "pipelines": [
+        {"name": "scratch", "repeats": 2, "stages": [
+            {**TINY, "name": "fruits360-3", "dataset": "fruits360-3", "source": "scratch", "target_accuracy": 0.3}]},
+        {"name": "transfer", "repeats": 2, "stages": [
+            {**TINY, "name": "pretrain", "dataset": "cifar10", "source": "scratch"},
+            {**TINY, "name": "fruits360-3", "dataset": "fruits360-3", "source": "previous", "freeze": "first:2",
+             "target_accuracy": 0.3, "feature_cache": FEATURE_CACHE}]},
+    ]})
+
+
+def trained_results_root(imported_data, tmp_path_factory) -> Path:
+    """A results root with five small real runs, trained once per session (the e2e test reuses it)."""
+    if "root" not in _TRAINED:
+        root = tmp_path_factory.mktemp("trained-results")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TRANSFERLAB_DATA_DIR", str(imported_data.root))
+            mp.setenv("TRANSFERLAB_RESULTS_DIR", str(root))
+            from core import training
+
+            results = training.run_experiment(tiny_experiment(), command="pytest tests/test_app.py (fixture)")
+        assert [r["status"] for r in results] == ["done"] * 5, results
+        _TRAINED["root"] = root
+    return _TRAINED["root"]
+
+
+@pytest.fixture(scope="session")
+def trained(imported_data, tmp_path_factory) -> Path:
+    return trained_results_root(imported_data, tmp_path_factory)
+
+
+@pytest.fixture
+def empty_roots(tmp_path, monkeypatch):
+    """A fresh clone: no datasets, no runs."""
+    for var, sub in (("TRANSFERLAB_DATA_DIR", "data"), ("TRANSFERLAB_RESULTS_DIR", "results")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    return tmp_path
+
+
+@pytest.fixture
+def with_runs(real_data_root, trained, monkeypatch):
+    """Real datasets and five finished real runs."""
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(trained))
+    return trained
+
+
+@pytest.fixture
+def fresh_results(real_data_root, tmp_path, monkeypatch):
+    """Real datasets, an empty results root (for jobs)."""
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+def page(path: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, at.exception
+    if path != "pages/home.py":
+        at.switch_page(path).run()
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def fruit_image(data_root: Path, cls: str = "Apple Braeburn") -> Path:
+    return sorted((data_root / "fruits360" / "test" / cls).glob("*.jpg"))[0]
+
+
+def poll(at: AppTest, done, timeout_s: float = 150.0, every_s: float = 1.0) -> AppTest:
+    """Re-run the page (as the fragment's timer would) until `done(at)` or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s}s; page text:\n{texts(at.markdown)}\n{texts(at.code)}")
+
+
+def job_status(at: AppTest) -> str:
+    for m in at.markdown:
+        if str(m.value).startswith("Job `"):
+            return str(m.value).rsplit("**", 2)[-2]
+    return ""
+
+
+def edit_stage(at: AppTest, key: str, **fields) -> AppTest:
+    at.session_state[key] = {"edited_rows": {0: fields}, "added_rows": [], "deleted_rows": []}
+    return at.run()
+
+
+# ---- a fresh clone ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders_with_no_data_and_no_runs(empty_roots, path):
+    at = page(path)
+    assert not at.exception
+    assert at.title[0].value in ("TransferLab", "Datasets", "Train", "Results", "Classify")
+    assert at.info, "an empty page says what to do next"
+
+
+def test_sidebar_shows_device_and_roots(empty_roots):
+    at = page("pages/home.py")
+    side = texts(at.sidebar.markdown) + texts(at.sidebar.caption)
+    assert "Compute:" in side and ("CPU — no GPU found" in side or "GPU" in side)
+    assert str(empty_roots / "data") in side and str(empty_roots / "results") in side
+
+
+def test_home_says_import_first_and_links_every_page(empty_roots):
+    at = page("pages/home.py")
+    assert "Import" in texts(at.info)
+    assert {m.label: m.value for m in at.metric}["Runs"] == "0"
+    assert len(at.page_link) >= 4
+
+
+def test_classify_without_a_model_says_train_first(empty_roots):
+    at = page("pages/classify.py")
+    assert "No model yet" in texts(at.info) and not at.file_uploader
+
+
+def test_train_without_data_points_to_datasets(empty_roots):
+    at = page("pages/train.py")
+    assert "No dataset is imported yet" in texts(at.info)
+    assert "No jobs yet" in texts(at.caption)
+
+
+# ---- with real data and runs -------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_home_counts_real_runs(with_runs):
+    at = page("pages/home.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Runs"] == "5" and int(metrics["Datasets available"]) >= 3
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 5  # latest finished runs
+
+
+@pytest.mark.realdata
+def test_datasets_lists_counts_and_samples(with_runs):
+    at = page("pages/datasets.py")
+    listed = at.dataframe[0].value
+    assert {"fruits360", "cifar10", "mnist", "fruits360-3"} <= set(listed["name"])
+    at.selectbox(key="inspect_name").set_value("fruits360-3").run()
+    counts = at.dataframe[1].value
+    assert list(counts["class"]) == ["apple", "noise", "pear"] and (counts["train"] > 0).all()
+    assert at.get("plotly_chart") and at.image, "a bar chart and a grid of sample images"
+
+
+@pytest.mark.realdata
+def test_datasets_view_preview_counts_before_saving(with_runs):
+    at = page("pages/datasets.py")
+    at.text_input(key="view_name").input("apple-pear-only").run()
+    at.text_input(key="view_rest").input("").run()  # leave the other classes out
+    at.button(key="view_preview").click().run()
+    assert not at.exception and not at.error
+    preview = at.dataframe[-1].value
+    assert list(preview["class"]) == ["apple", "pear"] and (preview["train"] > 0).all()
+    assert "apple-pear-only" not in set(at.dataframe[0].value["name"]), "a preview saves nothing"
+
+
+@pytest.mark.realdata
+def test_datasets_import_from_server_path_with_progress(shared_data_root, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
+    at = page("pages/datasets.py")
+    at.text_input(key="path_source").input(str(shared_data_root / "mnist-t10k"))
+    at.text_input(key="path_name").input("mnist")
+    at.form_submit_button[1].click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "Imported **mnist**" in texts(at.success)
+    assert "mnist" in set(at.dataframe[0].value["name"])
+
+
+def test_datasets_bad_path_is_one_clear_error(empty_roots):
+    at = page("pages/datasets.py")
+    at.text_input(key="path_source").input(str(empty_roots / "no-such.zip"))
+    at.form_submit_button[1].click().run()
+    assert not at.exception and len(at.error) == 1
+
+
+@pytest.mark.realdata
+def test_results_compares_scratch_with_transfer(with_runs):
+    at = page("pages/results.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Speedup (scratch time / transfer time)"].endswith("×")
+    assert metrics["Accuracy delta (transfer − scratch)"] != "—"
+    assert at.selectbox(key="target_dataset").value == "fruits360-3"
+    assert len(at.dataframe[0].value) == 5  # all runs
+    assert at.download_button, "CSV download of the runs"
+    published = at.dataframe[2].value
+    assert "published (hardware unknown)" in set(published["source"])
+    assert "ours (this machine)" in set(published["source"])
+
+
+@pytest.mark.realdata
+def test_results_filters_runs(with_runs):
+    at = page("pages/results.py")
+    at.multiselect(key="filter_dataset").set_value(["cifar10"]).run()
+    assert list(at.dataframe[0].value["dataset"]) == ["cifar10"]
+
+
+@pytest.mark.realdata
+def test_results_one_run_in_depth(with_runs):
+    at = page("pages/results.py")
+    transfer_run = next(r for r in at.dataframe[0].value.to_dict("records")
+                        if r["method"] == "transfer" and r["dataset"] == "fruits360-3")
+    at.selectbox(key="detail_run").set_value(transfer_run["run_id"]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) >= 3, "box plots, curves, confusion heatmap"
+    layer_table = next(d.value for d in at.dataframe if "frozen" in d.value.columns)
+    assert (layer_table["frozen"] == "🧊 frozen").sum() >= 1
+    lineage = next(d.value for d in at.dataframe if list(d.value.columns)[:2] == ["run_id", "status"]
+                   and len(d.value) == 2)
+    assert list(lineage["dataset"]) == ["cifar10", "fruits360-3"]
+    assert "pytest tests/test_app.py" in texts(at.code)  # the command recorded
+    assert "tensorflow" in texts(at.code)  # the hardware / software recorded
+
+
+@pytest.mark.realdata
+def test_classify_predicts_a_real_fruit(with_runs, real_data_root):
+    at = page("pages/classify.py")
+    image = fruit_image(real_data_root)
+    at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
+    assert not at.exception and not at.error, texts(at.error)
+    prediction = next(m.value for m in at.markdown if "Prediction:" in str(m.value))
+    assert any(c in prediction for c in ("apple", "pear", "noise"))
+    assert "model latency" in texts(at.caption)
+    assert len(at.image) == 2, "the model input and its Grad-CAM overlay"
+    assert at.get("plotly_chart"), "top-k probabilities"
+
+
+@pytest.mark.realdata
+def test_classify_text_file_is_a_clear_error(with_runs):
+    at = page("pages/classify.py")
+    at.file_uploader[0].set_value(("notes.txt", b"not an image", "text/plain")).run()
+    assert not at.exception
+    assert "notes.txt: not an image file" in texts(at.error)
+
+
+@pytest.mark.realdata
+def test_classify_broken_image_is_a_clear_error(with_runs):
+    at = page("pages/classify.py")
+    at.file_uploader[0].set_value(("broken.jpg", b"\xff\xd8\xff\xe0 truncated", "image/jpeg")).run()
+    assert not at.exception and len(at.error) == 1 and "broken.jpg" in at.error[0].value
+
+
+@pytest.mark.realdata
+def test_classify_many_images_gives_a_table_and_csv(with_runs, real_data_root):
+    at = page("pages/classify.py")
+    files = [fruit_image(real_data_root, c) for c in ("Apple Braeburn", "Pear", "Banana")]
+    at.file_uploader[0].set_value([(f"{i}-{f.name}", f.read_bytes(), "image/jpeg") for i, f in enumerate(files)])
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 3 and table["prediction"].notna().all()
+    assert any(d.label == "Download results (CSV)" for d in at.download_button)
+
+
+@pytest.mark.realdata
+def test_classify_exports_the_model(with_runs):
+    at = page("pages/classify.py")
+    at.button(key="prep_keras").click().run()
+    assert not at.exception
+    download = next(d for d in at.download_button if d.label.startswith("Download Keras"))
+    assert download.label == "Download Keras (.keras)"
+
+
+# ---- train: validation, counts, real jobs ------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_train_invalid_input_is_shown_and_nothing_launches(fresh_results):
+    at = page("pages/train.py")
+    edit_stage(at, "stages_custom", epochs=0, source="stage:3")
+    assert not at.exception
+    errors = texts(at.error)
+    assert "**epochs**: epochs must be at least 1" in errors and "**source**" in errors
+    assert at.button(key="launch").disabled
+    assert not (fresh_results / "jobs").exists()
+
+
+@pytest.mark.realdata
+def test_train_shows_parameter_counts_before_launch(fresh_results):
+    at = page("pages/train.py")
+    at.selectbox(key="train_start").set_value("paper-b-scratch-vs-transfer").run()
+    assert not at.exception, at.exception
+    check = next(d.value for d in at.dataframe if "trainable" in d.value.columns)
+    assert len(check) == 4 and (check["trainable"] > 0).all()
+    frozen = list(check["frozen"])
+    assert frozen[3] < frozen[1] < frozen[2], "scratch freezes nothing, first:3 then first:4 freeze more"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_train_launches_a_real_job_and_the_live_view_reaches_done(fresh_results):
+    at = page("pages/train.py")
+    edit_stage(at, "stages_custom", dataset="fruits360-3", **TINY)
+    assert not at.error, texts(at.error)
+    at.button(key="launch").click().run()
+    assert "Launched job" in texts(at.success)
+    seen_running = []
+    poll(at, lambda a: seen_running.append(job_status(a)) or job_status(a) == "done", timeout_s=180)
+    assert "Finished: 1 run(s)" in texts(at.success)
+    assert at.get("plotly_chart"), "live curves of the run"
+    assert "run " in texts(at.code), "log tail"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_train_cancel_stops_a_running_job(fresh_results):
+    at = page("pages/train.py")
+    edit_stage(at, "stages_custom", dataset="fruits360-3", **{**TINY, "epochs": 500, "limit_per_class": 20})
+    at.button(key="launch").click().run()
+
+    def training(a: AppTest) -> bool:
+        return job_status(a) == "running" and any("Epoch" in str(p.value) or "Epoch" in str(getattr(p, "text", ""))
+                                                   for p in a.progress)
+
+    poll(at, training, timeout_s=120)
+    cancel = next(b for b in at.button if b.label == "Cancel this job")
+    cancel.click().run()
+    poll(at, lambda a: job_status(a) == "cancelled", timeout_s=60)
+    assert "Cancelled" in texts(at.warning)
