@@ -150,12 +150,13 @@ def _alexnet4(num_classes: int, size: int) -> keras.Model:
 
 
 def _alexnet_width(arch: str, num_classes: int, size: int) -> keras.Model:
-    """Paper A, Table 2, width w: conv 3x3xw (same), BN, maxpool, conv 5x5xw (valid), BN, avgpool, dropout .25,
+    """Paper A, Table 2, width w: conv 5x5xw (same; as paper B's conv2d_1, and it reproduces paper A's AlexNet32
+    parameter counts exactly), BN, maxpool, conv 5x5xw (valid), BN, avgpool, dropout .25,
     conv 4x4x2w (valid), BN, dropout .25, flatten, dense 512, dropout .5, softmax ("out_layer")."""
     L = keras.layers
     w = ALEXNET_WIDTHS[arch]
     inp = _input(size)
-    x = L.Conv2D(w, 3, padding="same", activation="relu", name="conv2d_1")(inp)
+    x = L.Conv2D(w, 5, padding="same", activation="relu", name="conv2d_1")(inp)
     x = L.BatchNormalization(name="batch_normalization")(x)
     x = L.MaxPooling2D(2, name="max_pooling2d")(x)
     x = L.Conv2D(w, 5, activation="relu", name="conv2d_2")(x)

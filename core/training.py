@@ -26,6 +26,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # retracing notices are noise in run logs
+if int(os.environ.get("TRANSFERLAB_LOGICAL_CPUS", "0")) > 1:  # split the CPU to test multi-device training
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * int(os.environ["TRANSFERLAB_LOGICAL_CPUS"]))
 
 CANCEL_EVENT = threading.Event()  # set by the CLI's SIGTERM handler
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -131,7 +135,7 @@ class RunRecorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.cancel_check():
             self.cancelled = True
-            self.model.stop_training = True
+            raise Cancelled()  # leaves fit at once: no validation pass, no partial-epoch history row
         now = time.perf_counter()
         if now - self._last_write >= 0.5 or batch + 1 == self.steps:
             self._last_write = now
@@ -152,9 +156,6 @@ class RunRecorder(keras.callbacks.Callback):
         runs.append_history(self.run_id, {"epoch": epoch + 1, **logs, "elapsed_s": round(elapsed, 3),
                                           "epoch_time_s": round(time.perf_counter() - self.epoch_t0, 3)})
         runs.heartbeat(self.run_id)
-        if self.cancel_check():
-            self.cancelled = True
-            self.model.stop_training = True
 
     def _report(self, info: dict[str, Any]) -> None:
         info = {**self.stage_info, **info, "run_id": self.run_id}
