@@ -187,7 +187,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     parent = runs.load_model(parent_id) if parent_id else models.build_model("alexnet4", 103, SIZE, seed=1)
     results["training"] = training_throughput(x, y, parent, results["matmul_peak_gflops"])
     results["time_to_accuracy"] = time_to_accuracy(quick)
-    sample = next(iter(sorted((datasets.dataset_path("fruits360") / "test").rglob("*.jpg"))))
+    from core.config import data_root
+
+    sample = next(iter(sorted((data_root() / "fruits360" / "test").rglob("*.jpg"))))
     try:
         results["latency"] = latency("latest", sample)
     except TransferLabError as exc:

@@ -177,6 +177,14 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_ship_default(args: argparse.Namespace) -> int:
+    from core import runs
+
+    path = runs.ship_default(args.run_id)
+    print(f"Run {args.run_id} is now the shipped default model ({path}).")
+    return 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     from core import jobs
 
@@ -265,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     rc = ru.add_parser("cancel", help="ask a queued or running run to stop")
     rc.add_argument("run_id")
     rc.set_defaults(func=cmd_runs_cancel)
+
+    sd = ru.add_parser("ship-default", help="copy a finished run's model to results/default/ (the shipped model)")
+    sd.add_argument("run_id")
+    sd.set_defaults(func=cmd_runs_ship_default)
 
     jo = sub.add_parser("jobs", help="background jobs (what the dashboard launches)")
     jsub = jo.add_subparsers(dest="jobs_cmd", required=True)

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from core import runs
-from core.config import REPO_ROOT, TransferLabError, atomic_write_json, atomic_write_text, read_json, results_root
+from core.config import (
+    REPO_ROOT,
+    TransferLabError,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    results_root,
+)
 from core.pipeline import Experiment, check_experiment
 
 POLL_S = 0.5

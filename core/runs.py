@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def new_run_id(dataset: str, arch: str) -> str:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def create_run(record: dict[str, Any]) -> str:
@@ -257,6 +257,24 @@ def delete_run(run_id: str) -> None:
 
 def default_model_dir() -> Path:
     return results_root() / DEFAULT_MODEL_DIR
+
+
+def ship_default(run_id: str) -> Path:
+    """Copy a finished run's model and record to `results/default/`: the model Classify uses on a fresh clone."""
+    run = get_run(run_id)
+    if run["status"] != "done" or not run["has_model"]:
+        raise TransferLabError(f"Run {run_id} is {run['status']} and has no model to ship.")
+    target = default_model_dir()
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("model.keras", "config.json", "status.json", "metrics.json", "labels.json", "history.csv",
+                 "confusion.csv"):
+        if (run_dir(run_id) / name).exists():
+            shutil.copy2(run_dir(run_id) / name, tmp / name)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
 
 
 def latest_model_run() -> str | None:
