@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -31,33 +32,43 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageError(f"{label}: the file is empty.")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's "Truncated File Read" / "Corrupt EXIF" notes: not for users
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             if img.width * img.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{label}: {img.width}x{img.height} is too large (limit {MAX_PIXELS // 1_000_000} megapixels)."
-                )
+                raise ImageError(_too_large(label, f"{img.width}x{img.height}, {img.width * img.height / 1e6:.1f}"))
             img.seek(0)
             img.load()
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{label}: the image is too large (limit {MAX_PIXELS // 1_000_000} megapixels).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow refuses before the size is readable from the image; its message holds the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageError(_too_large(label, f"{int(found[1]) / 1e6:.1f}" if found else f"over {MAX_PIXELS // 1_000_000}")) from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image Pillow can read (jpg, png, webp, bmp, gif).") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise ImageError(f"{label}: cannot read the file ({exc.strerror}).") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{label}: broken or truncated image ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed file may make a decoder raise anything: never a crash
+        raise ImageError(f"{label}: broken image ({type(exc).__name__}: {exc}).") from None
+
+
+def _too_large(label: str, size: str) -> str:
+    return (f"{label}: the image is too large ({size} megapixels; the limit is {MAX_PIXELS // 1_000_000} "
+            "megapixels).")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        arr = arr / max(arr.max(), 1.0) * 255.0
-        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+        # 16-bit grey: 0..65535 -> 0..255 (a fixed scale: a dark image stays dark, no per-image stretch)
+        arr = np.clip(np.asarray(img, dtype=np.float64), 0, 65535) / 257.0
+        img = Image.fromarray(np.round(arr).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
