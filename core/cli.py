@@ -177,6 +177,16 @@ def cmd_runs_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs_report(args: argparse.Namespace) -> int:
+    from core import report
+
+    if args.write:
+        print(f"Wrote the findings into {report.write_readme()}.")
+    else:
+        print(report.findings_markdown(args.dataset))
+    return 0
+
+
 def cmd_runs_ship_default(args: argparse.Namespace) -> int:
     from core import runs
 
@@ -274,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("run_id")
     rc.set_defaults(func=cmd_runs_cancel)
 
+    rp = ru.add_parser("report", help="scratch vs transfer findings from the stored runs (markdown)")
+    rp.add_argument("--dataset", default="fruits360-3")
+    rp.add_argument("--write", action="store_true", help="update the findings block of results/README.md")
+    rp.set_defaults(func=cmd_runs_report)
     sd = ru.add_parser("ship-default", help="copy a finished run's model to results/default/ (the shipped model)")
     sd.add_argument("run_id")
     sd.set_defaults(func=cmd_runs_ship_default)
