@@ -154,13 +154,22 @@ def effective_status(status: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
+def _status_of_older_run(folder: Path) -> dict[str, Any]:
+    """No (readable) status.json: an older version's finished run has metrics and a model; anything else
+    stopped before it finished (it is never `done`, so never `latest`)."""
+    if (folder / "model.keras").is_file() and isinstance(read_json(folder / "metrics.json"), dict):
+        return {"status": "done", "note": "no status.json (written by an older version); metrics and model present"}
+    return {"status": "failed", "error": "no status.json: the run was interrupted (or written by an older "
+                                         "version) before it finished"}
+
+
 def get_run(run_id: str) -> dict[str, Any]:
     """Everything about one run, tolerant of missing files (older versions, interrupted runs)."""
     folder = run_dir(run_id)
     config = read_json(folder / "config.json")
     if not isinstance(config, dict):
         raise TransferLabError(f"Run {run_id!r} does not exist in {runs_dir()}.")
-    status = effective_status(read_json(folder / "status.json", {}) or {"status": "failed", "error": "no status"})
+    status = effective_status(read_json(folder / "status.json", {}) or _status_of_older_run(folder))
     return {
         "run_id": run_id,
         "config": config,
@@ -302,6 +311,9 @@ def load_model(run_id: str) -> Any:
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        if "safe_mode" in str(exc):
+            raise TransferLabError(f"The model file of run {run_id} was refused: it holds Python code (a Lambda "
+                                   "layer) and models are only loaded with safe_mode=True.") from None
         raise TransferLabError(f"The model file of run {run_id} cannot be loaded ({type(exc).__name__}).") from None
 
 
