@@ -224,7 +224,8 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
     from core import datasets, models, runs
 
     errors: dict[str, str] = {}
-    known = {d["name"] for d in datasets.list_datasets()}
+    listed = datasets.list_datasets()
+    known = {d["name"] for d in listed}
     if stage.dataset not in known:
         errors["dataset"] = f"unknown dataset {stage.dataset!r}; known: {', '.join(sorted(known))}"
     if stage.arch not in models.ARCHS:
@@ -271,6 +272,11 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
         else:
             if parent["status"] != "done" or not parent["has_model"]:
                 errors["source"] = f"parent run {src[4:]} is {parent['status']} and has no usable model"
+            elif stage.head == "keep" and any(d["name"] == stage.dataset and d["available"]
+                                              and d["kind"] != "keras" for d in listed):
+                mismatch = _kept_head_mismatch(stage.dataset, src[4:])
+                if mismatch:
+                    errors["head"] = mismatch
     elif src not in ("scratch", "imagenet"):
         errors["source"] = "source must be scratch, previous, stage:N, imagenet or run:<run_id>"
     if src == "imagenet" and stage.arch.startswith("alexnet"):
@@ -278,6 +284,20 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
     if src == "scratch" and stage.freeze != "none":
         errors["freeze"] = "a stage from scratch trains every layer: use freeze 'none'"
     return errors
+
+
+def _kept_head_mismatch(dataset: str, parent_run: str) -> str | None:
+    """Keeping the parent's output layer needs the parent's classes, in the same order."""
+    from core import datasets, runs
+
+    try:
+        theirs, ours = runs.labels_for(parent_run), datasets.dataset_classes(dataset)
+    except TransferLabError:
+        return None  # unreadable here: the stage itself reports it
+    if theirs == ours:
+        return None
+    return (f"head 'keep' needs the parent's classes, but {dataset} has {len(ours)} classes that differ from run "
+            f"{parent_run}'s {len(theirs)}; use head 'new'")
 
 
 def validate_experiment(exp: Experiment) -> list[str]:
