@@ -12,9 +12,12 @@ import streamlit as st
 
 from core import predict, runs
 from core.config import TransferLabError
+from core.images import IMAGE_EXTENSIONS, MAX_PIXELS
 from pages import common
 
 EXPORT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "SavedModel (.zip)", "tflite": "TFLite (.tflite)"}
+# every type core decodes (an animated GIF / WebP is classified by its first frame)
+UPLOAD_TYPES = tuple(sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS))
 EXPORT_MIME = {"keras": "application/octet-stream", "savedmodel": "application/zip",
                "tflite": "application/octet-stream"}
 
@@ -75,7 +78,8 @@ def pick_model() -> str | None:
 
 def upload() -> list:
     return st.file_uploader(
-        f"Images ({', '.join(common.IMAGE_TYPES)}; up to {common.MAX_UPLOAD_MB} MB per file)",
+        f"Images ({', '.join(UPLOAD_TYPES)}; up to {common.MAX_UPLOAD_MB} MB and "
+        f"{MAX_PIXELS // 1_000_000} megapixels per file)",
         accept_multiple_files=True, key="classify_upload",
         help="One image gets the full view; several get a table you can download as CSV.") or []
 
@@ -83,8 +87,8 @@ def upload() -> list:
 def classify_one(run_id: str, file, top_k: int) -> dict[str, Any]:
     """One uploaded file -> a result dict, or {'error': one sentence} for anything that is not a good image."""
     name = file.name
-    if Path(name).suffix.lower().lstrip(".") not in common.IMAGE_TYPES:
-        return {"file": name, "error": f"{name}: not an image file — upload {', '.join(common.IMAGE_TYPES)}."}
+    if Path(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
+        return {"file": name, "error": f"{name}: not an image file — upload {', '.join(UPLOAD_TYPES)}."}
     data = file.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     try:
