@@ -28,9 +28,9 @@ def is_image_name(name: str) -> bool:
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Open, check size, turn upright by EXIF, take the first frame, and convert to RGB (alpha onto white)."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
-    if isinstance(source, bytes) and not source:
-        raise ImageError(f"{label}: the file is empty.")
     try:
+        if (len(source) if isinstance(source, bytes) else Path(source).stat().st_size) == 0:
+            raise ImageError(f"{label}: the file is empty.")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's "Truncated File Read" / "Corrupt EXIF" notes: not for users
             warnings.simplefilter("error", Image.DecompressionBombWarning)
