@@ -30,7 +30,7 @@ def sidebar() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="TransferLab", page_icon="🍏", layout="wide")
+    st.set_page_config(page_title="TransferLab", page_icon=":material/nutrition:", layout="wide")
     nav = st.navigation([st.Page(path, title=title, icon=icon, default=i == 0)
                          for i, (path, title, icon) in enumerate(PAGES)])
     sidebar()

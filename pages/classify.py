@@ -102,14 +102,15 @@ def show_detail(run_id: str, result: dict[str, Any], labels: list[str], gradcam:
     top_label, top_p = result["top_k"][0]
     st.markdown(f"#### Prediction: **{top_label}** ({top_p:.1%})")
     st.caption(f"{result['file']} · model latency {result['model_ms']:.1f} ms (forward pass only)")
-    left, right = st.columns([1, 2])
+    left, middle, right = st.columns([1, 1, 2])
     with left:
         st.image(result["image"], caption="model input", width=200)
-        if gradcam:
+    if gradcam:
+        with middle:
             try:
                 over = _heatmap(common.results_key(), run_id, common.model_mtime(run_id), result["digest"],
                                 result["image"], labels.index(top_label))
-                st.image(over, caption="Grad-CAM (red = what drove the prediction)", width=200)
+                st.image(over, caption="Grad-CAM: red = what drove the prediction", width=200)
             except TransferLabError as exc:
                 st.caption(str(exc))
     with right:
@@ -174,7 +175,7 @@ def main() -> None:
     gradcam = c2.toggle("Grad-CAM heatmap", value=True)
     files = upload()
     if not files:
-        st.info("Upload one or more fruit photos to classify them.", icon="📷")
+        st.info("Upload one or more fruit photos to classify them.", icon=":material/photo_camera:")
     else:
         results = [classify_one(run_id, f, top_k) for f in files]
         for r in results:

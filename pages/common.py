@@ -18,8 +18,6 @@ from core import config, runs
 from core.config import TransferLabError
 
 MAX_UPLOAD_MB = 200  # keep in step with .streamlit/config.toml server.maxUploadSize
-IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp")
-STATUS_ICONS = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
 
 
 def data_key() -> str:
@@ -152,7 +150,7 @@ def clear_dataset_caches() -> None:
 
 
 def status_label(status: str | None) -> str:
-    return f"{STATUS_ICONS.get(status or '', '')} {status or '—'}".strip()
+    return status or "—"
 
 
 def counts_frame(info: dict[str, Any]) -> pd.DataFrame:
@@ -173,7 +171,7 @@ def read_json_file(path: str | Path) -> Any:
     return config.read_json(Path(path))
 
 
-def next_step(text: str, page: str, label: str, icon: str = "👉") -> None:
+def next_step(text: str, page: str, label: str, icon: str = ":material/arrow_forward:") -> None:
     """An info box saying what to do next, with a link to the page that does it."""
     st.info(text, icon=icon)
-    st.page_link(page, label=label, icon="➡️")
+    st.page_link(page, label=label, icon=":material/arrow_forward:")

@@ -11,7 +11,7 @@ import plotly.express as px
 import streamlit as st
 
 from core import datasets
-from core.config import TransferLabError, shared_data_dir
+from core.config import TransferLabError, data_root, shared_data_dir
 from pages import common
 
 SAMPLE_SIZE = 64
@@ -40,7 +40,7 @@ def dataset_table(rows: list[dict[str, Any]]) -> None:
         shared = shared_data_dir()
         hint = f" The workplace copies are in `{shared}`." if shared.is_dir() else ""
         st.info("No dataset is available yet: import one below (a zip of class folders, a folder on this server "
-                f"or a URL to a zip).{hint}", icon="👇")
+                f"or a URL to a zip).{hint}", icon=":material/arrow_downward:")
 
 
 def run_import(source: str, name: str | None) -> None:
@@ -59,12 +59,26 @@ def run_import(source: str, name: str | None) -> None:
     bar.progress(1.0, text="Done")
     common.clear_dataset_caches()
     total = {split: sum(c.values()) for split, c in report.counts.items()}
-    st.success(f"Imported **{report.name}**: {len(report.classes)} classes, images per split {total}; "
-               f"{report.skipped_files} non-image files skipped, {len(report.unreadable)} unreadable images "
-               "left out.")
-    if report.unreadable:
-        with st.expander("Unreadable images"):
-            st.write(report.unreadable[:200])
+    st.session_state["import_report"] = (
+        f"Imported **{report.name}**: {len(report.classes)} classes, images per split {total}; "
+        f"{report.skipped_files} non-image files skipped, {len(report.unreadable)} unreadable images left out.",
+        report.unreadable[:200])
+    st.rerun()  # redraw the dataset list with the new dataset in it
+
+
+def run_upload(upload, name: str | None) -> None:
+    """Store the uploaded zip in a hidden temp folder inside the data root (never elsewhere), import it, drop it."""
+    file_name = Path(upload.name).name
+    if not file_name.lower().endswith(".zip") or file_name.startswith("."):
+        file_name = "upload.zip"
+    try:
+        data_root().mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=data_root(), prefix=".upload-") as tmp:
+            path = Path(tmp) / file_name
+            path.write_bytes(upload.getvalue())
+            run_import(str(path), name)
+    except OSError as exc:
+        st.error(f"Could not store the upload in {data_root()}: {exc.strerror or exc}.")
 
 
 def import_section() -> None:
@@ -72,6 +86,12 @@ def import_section() -> None:
     st.caption("A zip or folder with class folders (`<class>/*.jpg`), optionally under train / val / test "
                "(Fruits-360's Training / Test work too), or MNIST-style IDX files. The name defaults to the "
                "zip's or folder's name.")
+    if "import_report" in st.session_state:
+        message, unreadable = st.session_state.pop("import_report")
+        st.success(message)
+        if unreadable:
+            with st.expander("Unreadable images (left out)"):
+                st.write(unreadable)
     tab_zip, tab_path, tab_url = st.tabs(["Upload a zip", "Server path", "URL"])
     with tab_zip, st.form("import_zip", clear_on_submit=False):
         upload = st.file_uploader(f"Zip file (up to {common.MAX_UPLOAD_MB} MB)", type=["zip"], key="zip_upload")
@@ -80,10 +100,7 @@ def import_section() -> None:
             if upload is None:
                 st.error("Choose a zip file first.")
             else:
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / Path(upload.name).name
-                    path.write_bytes(upload.getvalue())
-                    run_import(str(path), name)
+                run_upload(upload, name)
     with tab_path, st.form("import_path"):
         default = shared_data_dir()
         path = st.text_input("Path on this server (zip or folder)", key="path_source",
@@ -109,7 +126,8 @@ def inspect_section(available: list[str]) -> None:
     if not available:
         st.caption("Import a dataset to see its classes, counts and sample images.")
         return
-    name = st.selectbox("Dataset", available, key="inspect_name")
+    preferred = next((n for n in ("fruits360-3", "fruits360") if n in available), available[0])
+    name = st.selectbox("Dataset", available, index=available.index(preferred), key="inspect_name")
     try:
         info = common.describe(name)
     except TransferLabError as exc:

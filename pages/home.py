@@ -64,10 +64,10 @@ def links() -> None:
     st.subheader("Go to")
     cols = st.columns(4)
     for col, (page, label, icon, text) in zip(cols, (
-        ("pages/datasets.py", "Datasets", "🗂️", "import, inspect, build apple/pear/noise views"),
-        ("pages/train.py", "Train", "🏋️", "presets or your own pipeline, live progress"),
-        ("pages/results.py", "Results", "📊", "scratch vs transfer, the papers, one run in depth"),
-        ("pages/classify.py", "Classify", "🔍", "label photos, Grad-CAM, export the model"),
+        ("pages/datasets.py", "Datasets", ":material/photo_library:", "import, inspect, build apple/pear/noise views"),
+        ("pages/train.py", "Train", ":material/model_training:", "presets or your own pipeline, live progress"),
+        ("pages/results.py", "Results", ":material/leaderboard:", "scratch vs transfer, the papers, one run in depth"),
+        ("pages/classify.py", "Classify", ":material/image_search:", "label photos, Grad-CAM, export the model"),
     ), strict=True):
         with col:
             st.page_link(page, label=label, icon=icon)

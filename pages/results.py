@@ -98,17 +98,18 @@ def headline(result: dict[str, Any]) -> None:
     if s is None or t is None:
         missing = "scratch" if s is None else "transfer"
         st.info(f"No finished **{missing}** run on {result['dataset']} yet, so no speedup. The preset "
-                "paper-b-scratch-vs-transfer trains both.", icon="ℹ️")
+                "paper-b-scratch-vs-transfer trains both.", icon=":material/info:")
         return
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Speedup (scratch time / transfer time)", fmt_ratio(result["speedup"]),
-              help="Mean wall time of the scratch runs over that of the transfer runs (last stage only, "
-                   "as the papers report).")
+    c1.metric("Speedup", fmt_ratio(result["speedup"]),
+              help="Scratch time / transfer time: the mean wall time of the scratch runs over that of the "
+                   "transfer runs (the last stage only, as the papers report).")
     delta = result["accuracy_delta"]
-    c2.metric("Accuracy delta (transfer − scratch)", "—" if delta is None else f"{delta:+.4f}",
-              delta=None if delta is None else f"{delta * 100:+.2f} points")
-    c3.metric("Speedup to target accuracy", fmt_ratio(result["speedup_to_target"]),
-              help="Mean time to reach the target accuracy, over the runs that reached it.")
+    c2.metric("Accuracy delta", "—" if delta is None else f"{delta:+.4f}",
+              delta=None if delta is None else f"{delta * 100:+.2f} points",
+              help="Mean test accuracy of the transfer runs minus that of the scratch runs.")
+    c3.metric("Speedup to target", fmt_ratio(result["speedup_to_target"]),
+              help="The same ratio for the time to reach the target accuracy, over the runs that reached it.")
     c4.metric("Speedup incl. pre-training", fmt_ratio(result["speedup_incl_pretrain"]),
               help="Each transfer run also charged the wall time of the stages it was built on.")
 
@@ -128,10 +129,12 @@ def summary_table(summary: pd.DataFrame, by: tuple[str, ...]) -> None:
 
 def box_plots(points: pd.DataFrame) -> None:
     fig = make_subplots(rows=1, cols=3, subplot_titles=("wall time (s)", "test accuracy", "kappa"))
+    palette = px.colors.qualitative.Plotly
     for i, metric in enumerate(("wall_time_s", "test_accuracy", "kappa"), start=1):
-        for group, part in points.groupby("group", sort=True):
+        for k, (group, part) in enumerate(points.groupby("group", sort=True)):
             fig.add_trace(go.Box(y=part[metric], name=str(group), boxpoints="all", jitter=0.3,
-                                 legendgroup=str(group), showlegend=i == 1, text=part["run_id"]), row=1, col=i)
+                                 marker_color=palette[k % len(palette)], legendgroup=str(group),
+                                 showlegend=i == 1, text=part["run_id"]), row=1, col=i)
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), boxmode="group")
     st.plotly_chart(fig, width="stretch")
 
@@ -140,7 +143,7 @@ def comparison(rows: list[dict[str, Any]]) -> str | None:
     st.subheader("Scratch vs transfer")
     targets = compare.target_datasets(rows)
     if not targets:
-        st.info("No finished runs yet: the comparison appears when runs finish.", icon="ℹ️")
+        st.info("No finished runs yet: the comparison appears when runs finish.", icon=":material/info:")
         return None
     c1, c2 = st.columns(2)
     dataset = c1.selectbox("Target dataset", targets, key="target_dataset")
@@ -161,6 +164,8 @@ def papers(rows: list[dict[str, Any]], dataset: str | None) -> None:
     summary = published_summary()
     target = dataset if dataset and not compare.published_for(summary, dataset).empty else "fruits360-3"
     table = compare.side_by_side(rows, summary, target)
+    numeric = ["n_runs", "time_min", "time_min_std", "accuracy", "accuracy_std", "pretrain_time_min"]
+    table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     st.markdown(f"Target: **{target}**")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "time_min": st.column_config.NumberColumn("time (min)", format="%.2f"),
@@ -217,7 +222,7 @@ def layers(run: dict[str, Any]) -> None:
     except TransferLabError as exc:
         st.error(str(exc))
         return
-    table = pd.DataFrame([{"frozen": "🧊 frozen" if r["name"] in frozen else "", **r} for r in rows])
+    table = pd.DataFrame([{"frozen": "frozen" if r["name"] in frozen else "", **r} for r in rows])
     st.caption(f"{len(frozen)} frozen layer(s) of {len(rows)}; frozen layers kept their parent's weights.")
     st.dataframe(table, hide_index=True, width="stretch")
 

@@ -243,7 +243,7 @@ def check_table(table: pd.DataFrame, stages: list[StageConfig | None], row_error
     rows = []
     for r, row in enumerate(table.to_dict("records")):
         errors = row_errors[r] if r < len(row_errors) else {}
-        out = {"pipeline": row.get("pipeline"), "stage": row.get("name") or r, "ok": "✅" if not errors else "❌",
+        out = {"pipeline": row.get("pipeline"), "stage": row.get("name") or r, "ok": "yes" if not errors else "no",
                "problems": "; ".join(f"{f}: {m}" for f, m in errors.items())}
         if count and not errors and stages[r] is not None:
             counts = param_counts(stages[r])
@@ -252,7 +252,7 @@ def check_table(table: pd.DataFrame, stages: list[StageConfig | None], row_error
                            frozen_layers=counts["frozen_layers"])
             else:
                 out["problems"] = counts
-                out["ok"] = "❌"
+                out["ok"] = "no"
         rows.append(out)
     frame = pd.DataFrame(rows)
     bad_cells = [(r, f) for r, errs in enumerate(row_errors) for f in errs]
@@ -274,7 +274,7 @@ def check_table(table: pd.DataFrame, stages: list[StageConfig | None], row_error
     for r, errors in enumerate(row_errors):
         for field, message in errors.items():
             st.error(f"Row {r + 1} ({table.iloc[r].get('pipeline')}, {table.iloc[r].get('name') or 'stage'}) — "
-                     f"**{field}**: {message}", icon="⚠️")
+                     f"**{field}**: {message}", icon=":material/warning:")
 
 
 def builder() -> None:
@@ -298,7 +298,7 @@ def builder() -> None:
         problems += pipeline.validate_experiment(exp)
     check_table(table, row_stages, row_errors)
     for p in problems:
-        st.error(p, icon="⚠️")
+        st.error(p, icon=":material/warning:")
     if exp is not None and not problems:
         n_runs = sum(len(p.stages) - 1 + p.repeats for p in exp.pipelines)
         st.caption(f"{len(exp.pipelines)} pipeline(s), {n_runs} run(s). Jobs run one at a time, in a separate "
@@ -381,13 +381,13 @@ def job_view(job: dict[str, Any]) -> None:
     if status == "queued":
         ahead = [j for j in common.job_list() if j.get("status") in ("running", "queued")
                  and j.get("created_ns", 0) < job.get("created_ns", 0)]
-        st.info(f"Waiting in the queue: {len(ahead)} job(s) ahead. Jobs run one at a time.", icon="⏳")
+        st.info(f"Waiting in the queue: {len(ahead)} job(s) ahead. Jobs run one at a time.", icon=":material/hourglass_top:")
     elif status == "done":
-        st.success(f"Finished: {len(job.get('runs') or [])} run(s). See them on the Results page.", icon="✅")
+        st.success(f"Finished: {len(job.get('runs') or [])} run(s). See them on the Results page.", icon=":material/check_circle:")
     elif status == "failed":
         st.error(f"Failed: {job.get('error') or 'see the log below'}")
     elif status == "cancelled":
-        st.warning(f"Cancelled{': ' + job['error'] if job.get('error') else ''}.", icon="⏹️")
+        st.warning(f"Cancelled{': ' + job['error'] if job.get('error') else ''}.", icon=":material/stop_circle:")
     if status == "running":
         progress_bars(job)
     live_curves(job)

@@ -1,0 +1,158 @@
+"""One real-browser test: `streamlit run app.py` in a subprocess, Debian's chromium driven by Playwright.
+
+Opens every page (saving a screenshot of each to docs/screenshots/, or to $TRANSFERLAB_SCREENSHOTS_DIR), then
+uploads a real Fruits-360 image on Classify and waits for the prediction. Waits are on page elements only.
+The server gets temporary data and results roots holding the real datasets and small real runs (trained once
+per session by tests/test_app.py's helper); TRANSFERLAB_E2E_RESULTS_DIR points it at an existing results root
+instead (how the README's screenshots were made, from longer runs).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_app import fruit_image, trained_results_root
+
+from core.config import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realdata, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS_DIR") or REPO_ROOT / "docs" / "screenshots")
+TIMEOUT_MS = 90_000
+MAX_SHOT_HEIGHT = 4000
+# Nothing running, no lazy component still loading (skeletons), no element left over from the previous run.
+SETTLED_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
+    && !document.querySelector('[data-testid^="stSkeleton"], [data-testid="stAppSkeleton"], [data-stale="true"]')"""
+CONTENT_HEIGHT_JS = """() => Math.max(document.body.scrollHeight,
+    ...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stMainBlockContainer"]')]
+        .map(e => e.scrollHeight))"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90.0) -> None:
+    """Poll Streamlit's health endpoint until the server answers (or died / timed out)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"streamlit did not become healthy in {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} not found (apt-get install -y chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def server(imported_data, tmp_path_factory):
+    """`streamlit run app.py` on a free port of 127.0.0.1 with the real data and trained runs."""
+    given = os.environ.get("TRANSFERLAB_E2E_RESULTS_DIR")
+    results = Path(given) if given else trained_results_root(imported_data, tmp_path_factory)
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(imported_data.root), "TRANSFERLAB_RESULTS_DIR": str(results)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def page(chromium_path, server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        yield page
+        context.close()
+        browser.close()
+
+
+def settle(page) -> None:
+    """Wait until the script run is over and every element is drawn."""
+    page.wait_for_function(SETTLED_JS)
+
+
+def shoot(page, name: str) -> None:
+    """Grow the window to the page's content (Streamlit scrolls inside its main block), then screenshot."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = min(MAX_SHOT_HEIGHT, int(page.evaluate(CONTENT_HEIGHT_JS)) + 40)
+    page.set_viewport_size({"width": 1400, "height": max(1000, height)})
+    settle(page)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+@pytest.mark.parametrize(("path", "name", "marker"), [
+    ("", "home", "Latest finished runs"),
+    ("datasets", "datasets", "Images per class and split"),
+    ("train", "train", "2 · Jobs"),
+    ("results", "results", "Scratch vs transfer"),
+])
+def test_page_opens_in_a_real_browser(page, server, path, name, marker):
+    page.goto(f"{server}/{path}")
+    page.get_by_text(marker, exact=False).first.wait_for()
+    if name in ("datasets", "results"):
+        page.locator(".js-plotly-plot").first.wait_for()
+    settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    assert page.get_by_text("CPU — no GPU found").count() + page.get_by_text("Compute:").count() >= 1
+    shoot(page, name)
+
+
+def test_classify_a_real_image_in_a_real_browser(page, server, imported_data):
+    image = fruit_image(imported_data.root, "Pear")
+    page.goto(f"{server}/classify")
+    upload = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+    upload.wait_for(state="attached")
+    upload.set_input_files(str(image))
+    prediction = page.get_by_text("Prediction:", exact=False).first
+    prediction.wait_for()
+    text = prediction.inner_text()
+    assert any(c in text for c in ("apple", "pear", "noise")), text
+    page.get_by_text("model latency", exact=False).first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    shoot(page, "classify")
