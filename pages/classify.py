@@ -118,7 +118,8 @@ def show_detail(run_id: str, result: dict[str, Any], labels: list[str], gradcam:
         fig = px.bar(top.iloc[::-1], x="probability", y="class", orientation="h", range_x=[0, 1],
                      text=top.iloc[::-1]["probability"].map(lambda p: f"{p:.1%}"),
                      title=f"Top {len(top)} probabilities")
-        fig.update_layout(height=120 + 40 * len(top), margin=dict(l=10, r=10, t=40, b=10))
+        fig.update_traces(textposition="outside", cliponaxis=False)
+        fig.update_layout(height=120 + 40 * len(top), margin=dict(l=10, r=40, t=40, b=10))
         st.plotly_chart(fig, width="stretch")
 
 

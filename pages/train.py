@@ -349,7 +349,7 @@ def live_curves(job: dict[str, Any]) -> None:
                                              line=dict(color=color), legendgroup=split, showlegend=col == 1),
                                   row=1, col=col)
         fig.update_xaxes(title_text="epoch", dtick=1)
-        fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), title=f"Current run {current}")
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=50, b=10), title=f"{'Current' if job.get('status') == 'running' else 'Last'} run {current}")
         st.plotly_chart(fig, width="stretch", key=f"live_{job['job_id']}")
     if len(run_ids) > 1:
         fig = go.Figure()
@@ -405,7 +405,7 @@ def live_jobs() -> None:
         return
     table = pd.DataFrame([{"job": j["job_id"], "name": j.get("name"), "status": common.status_label(j.get("status")),
                            "created": j.get("created"), "runs": len(j.get("runs") or []),
-                           "error": j.get("error")} for j in job_rows])
+                           "error": j.get("error") or ""} for j in job_rows])
     st.dataframe(table, hide_index=True, width="stretch", height=min(250, 40 + 35 * len(table)))
     ids = [j["job_id"] for j in job_rows]
     if st.session_state.get("watch_select") not in ids:

@@ -1,7 +1,8 @@
 """One real-browser test: `streamlit run app.py` in a subprocess, Debian's chromium driven by Playwright.
 
-Opens every page (saving a screenshot of each to docs/screenshots/, or to $TRANSFERLAB_SCREENSHOTS_DIR), then
-uploads a real Fruits-360 image on Classify and waits for the prediction. Waits are on page elements only.
+Opens every page, saving a screenshot of each, then uploads a real Fruits-360 image on Classify and waits for the
+prediction. Waits are on page elements only. Screenshots go to test-artifacts/screenshots/ (git-ignored) so a
+test run never rewrites tracked files; TRANSFERLAB_SCREENSHOTS_DIR=docs/screenshots regenerates the README's.
 The server gets temporary data and results roots holding the real datasets and small real runs (trained once
 per session by tests/test_app.py's helper); TRANSFERLAB_E2E_RESULTS_DIR points it at an existing results root
 instead (how the README's screenshots were made, from longer runs).
@@ -27,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.realdata, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-SHOTS = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS_DIR") or REPO_ROOT / "docs" / "screenshots")
+SHOTS = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS_DIR") or REPO_ROOT / "test-artifacts" / "screenshots")
 TIMEOUT_MS = 90_000
 MAX_SHOT_HEIGHT = 4000
 # Nothing running, no lazy component still loading (skeletons), no element left over from the previous run.
