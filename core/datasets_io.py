@@ -344,6 +344,7 @@ def _check_classes(
         raise TransferLabError(
             f"{label}: class names differ only by case: {' / '.join(clashes[0])}; rename one."
         )
+    _at_least_two(sorted({cls for _, cls, _ in entries}), label)  # before anything is read or written
 
 
 # ---- copy, verify, install -----------------------------------------------------------------------------------
@@ -470,6 +471,10 @@ def _final_classes(counts: dict[str, dict[str, int]], unreadable: list[str], lab
             if n == 0:
                 raise TransferLabError(f"{label}: class {cls!r} in {split} has no readable images.")
     classes = sorted({c for per_class in counts.values() for c in per_class})
+    return _at_least_two(classes, label)
+
+
+def _at_least_two(classes: list[str], label: str) -> list[str]:
     if len(classes) < 2:
         raise TransferLabError(
             f"{label}: a classification dataset needs at least two classes; found {len(classes)} ({', '.join(classes)})."
