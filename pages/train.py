@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -231,46 +232,53 @@ def param_counts(stage: StageConfig) -> dict[str, int] | str:
         return str(exc)
 
 
-def check_table(table: pd.DataFrame, stages: list[StageConfig | None], row_errors: list[dict[str, str]]) -> None:
-    """Each row's problems next to its fields, and the parameter counts of every valid stage."""
-    valid = [s for s, e in zip(stages, row_errors, strict=True) if s is not None and not e]
-    distinct = {(s.arch, s.dataset, s.input_size, s.freeze, s.source if s.source.startswith("run:") else "")
-                for s in valid}
-    count = bool(valid) and (len(distinct) <= AUTO_COUNT_LIMIT or st.session_state.get("count_params"))
-    if valid and not count:
-        st.button(f"Count parameters ({len(distinct)} models to build)", key="count_params_btn",
-                  on_click=lambda: st.session_state.update(count_params=True))
+def check_rows(table: pd.DataFrame, stages: list[StageConfig | None], row_errors: list[dict[str, str]],
+               count: bool) -> pd.DataFrame:
+    """One row per stage: ok, its problems, and (when counting) trainable / frozen parameters."""
     rows = []
     for r, row in enumerate(table.to_dict("records")):
-        errors = row_errors[r] if r < len(row_errors) else {}
-        out = {"pipeline": row.get("pipeline"), "stage": row.get("name") or r, "ok": "yes" if not errors else "no",
-               "problems": "; ".join(f"{f}: {m}" for f, m in errors.items())}
+        errors = dict(row_errors[r]) if r < len(row_errors) else {}
+        out: dict[str, Any] = {"pipeline": row.get("pipeline"), "stage": row.get("name") or r}
         if count and not errors and stages[r] is not None:
             counts = param_counts(stages[r])
             if isinstance(counts, dict):
                 out.update(trainable=counts["trainable"], frozen=counts["frozen"],
                            frozen_layers=counts["frozen_layers"])
             else:
-                out["problems"] = counts
-                out["ok"] = "no"
+                errors["freeze"] = counts  # e.g. a freeze policy that matches no layer of this model
+                row_errors[r] = errors
+        out.update(ok="yes" if not errors else "no", problems="; ".join(f"{f}: {m}" for f, m in errors.items()))
         rows.append(out)
-    frame = pd.DataFrame(rows)
-    bad_cells = [(r, f) for r, errs in enumerate(row_errors) for f in errs]
+    return pd.DataFrame(rows)
+
+
+def check_table(table: pd.DataFrame, stages: list[StageConfig | None], row_errors: list[dict[str, str]]) -> None:
+    """Each row's problems next to its fields, and the parameter counts of every valid stage."""
+    valid = [s for s, e in zip(stages, row_errors, strict=True) if s is not None and not e]
+    distinct = {(s.arch, s.dataset, s.input_size, s.freeze, s.source if s.source.startswith("run:") else "")
+                for s in valid}
+    count = bool(valid) and (len(distinct) <= AUTO_COUNT_LIMIT or bool(st.session_state.get("count_params")))
+    if valid and not count:
+        st.button(f"Count parameters ({len(distinct)} models to build)", key="count_params_btn",
+                  on_click=lambda: st.session_state.update(count_params=True))
+    busy = st.spinner("Building the models to count their parameters…") if count else contextlib.nullcontext()
+    with busy:
+        frame = check_rows(table, stages, row_errors, count)
 
     def highlight(df: pd.DataFrame) -> pd.DataFrame:
         styles = pd.DataFrame("", index=df.index, columns=df.columns)
-        for r, _ in bad_cells:
-            if r in styles.index:
-                styles.loc[r, "problems"] = "color: #b00020; font-weight: 600"
+        styles.loc[df["ok"] == "no", ["ok", "problems"]] = "color: #b00020; font-weight: 600"
         return styles
 
-    with st.spinner("Building the models to count their parameters…"):
-        st.dataframe(frame.style.apply(highlight, axis=None), hide_index=True, width="stretch",
-                     column_config={"trainable": st.column_config.NumberColumn(format="localized"),
-                                    "frozen": st.column_config.NumberColumn(
-                                        "frozen", format="localized",
-                                        help="non-trainable: frozen weights plus BatchNorm statistics"),
-                                    "problems": st.column_config.TextColumn(width="large")})
+    st.dataframe(frame.style.apply(highlight, axis=None), hide_index=True, width="stretch",
+                 column_order=[c for c in ("pipeline", "stage", "ok", "problems", "trainable", "frozen",
+                                           "frozen_layers") if c in frame.columns],
+                 column_config={"trainable": st.column_config.NumberColumn(format="localized"),
+                                "frozen": st.column_config.NumberColumn(
+                                    "frozen", format="localized",
+                                    help="non-trainable: frozen weights plus BatchNorm statistics"),
+                                "frozen_layers": st.column_config.NumberColumn("frozen layers"),
+                                "problems": st.column_config.TextColumn(width="large")})
     for r, errors in enumerate(row_errors):
         for field, message in errors.items():
             st.error(f"Row {r + 1} ({table.iloc[r].get('pipeline')}, {table.iloc[r].get('name') or 'stage'}) — "
@@ -297,6 +305,8 @@ def builder() -> None:
     if exp is not None:
         problems += pipeline.validate_experiment(exp)
     check_table(table, row_stages, row_errors)
+    if any(row_errors):  # building the models can find more (a freeze policy that matches nothing)
+        exp = None
     for p in problems:
         st.error(p, icon=":material/warning:")
     if exp is not None and not problems:

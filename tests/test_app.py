@@ -316,6 +316,15 @@ def test_train_invalid_input_is_shown_and_nothing_launches(fresh_results):
 
 
 @pytest.mark.realdata
+def test_train_freeze_policy_that_matches_no_layer_is_shown(fresh_results):
+    at = page("pages/train.py")
+    at.selectbox(key="train_start").set_value("paper-b-scratch-vs-transfer").run()
+    edit_stage(at, "stages_paper-b-scratch-vs-transfer", freeze="no_such_layer*")
+    assert not at.exception
+    assert "**freeze**" in texts(at.error) and at.button(key="launch").disabled
+
+
+@pytest.mark.realdata
 def test_train_shows_parameter_counts_before_launch(fresh_results):
     at = page("pages/train.py")
     at.selectbox(key="train_start").set_value("paper-b-scratch-vs-transfer").run()
