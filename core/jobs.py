@@ -71,9 +71,9 @@ def submit(exp: Experiment, launch: bool = True) -> str:
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{secrets.token_hex(2)}"
     folder = job_dir(job_id)
     folder.mkdir(parents=True)
+    _update(job_id, status="queued", runs=[])  # before job.json: a listed job always has a status
     atomic_write_json(folder / "job.json", {"job_id": job_id, "created_ns": time.time_ns(), "name": exp.name,
                                             "experiment": exp.to_dict()})
-    _update(job_id, status="queued", runs=[])
     if launch:
         start_process(job_id)
     return job_id
@@ -101,7 +101,10 @@ def get_job(job_id: str) -> dict[str, Any]:
     if not isinstance(job, dict):
         raise TransferLabError(f"Job {job_id!r} does not exist.")
     status = read_json(folder / "status.json", {}) or {}
-    if status.get("status") in ("queued", "running") and status.get("pid") and not _alive(status):
+    if status.get("status") not in runs.STATUSES:  # an older version's folder, or a torn status.json
+        status = {**status, "status": "failed", "error": "no readable status.json (interrupted, or written by "
+                                                         "an older version)"}
+    elif status.get("status") in ("queued", "running") and status.get("pid") and not _alive(status):
         status = {**status, "status": "failed", "error": "the job process ended unexpectedly (killed?)"}
     return {**job, **status, "job_id": job_id, "progress": read_json(folder / "progress.json", {}) or {}}
 
@@ -150,7 +153,9 @@ def _my_turn(job_id: str) -> bool:
     """Called under the queue lock: true when fewer than `slots` jobs run and this is the oldest queued one."""
     jobs = list_jobs()
     running = [j for j in jobs if j["status"] == "running"]
-    queued = sorted((j for j in jobs if j["status"] == "queued"), key=lambda j: (j.get("created_ns", 0), j["job_id"]))
+    # a queued job without a process (its launcher died before starting it) can never run: it blocks nobody
+    queued = sorted((j for j in jobs if j["status"] == "queued" and (j.get("pid") or j["job_id"] == job_id)),
+                    key=lambda j: (j.get("created_ns", 0), j["job_id"]))
     return len(running) < slots() and bool(queued) and queued[0]["job_id"] == job_id
 
 
@@ -190,7 +195,8 @@ def run_job(job_id: str) -> int:
         if run_id not in run_ids:
             run_ids.append(run_id)
         _update(job_id, runs=run_ids, current_run=run_id)
-        print(f"run {run_id}: {status}", flush=True)
+        error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
+        print(f"run {run_id}: {status}" + (f": {error}" if error else ""), flush=True)
 
     exp = Experiment.from_dict(read_json(job_dir(job_id) / "job.json")["experiment"])
     try:
