@@ -290,6 +290,10 @@ def test_a_results_folder_from_an_older_version_stays_readable(store):
     torn_job.mkdir()
     (torn_job / "job.json").write_text(json.dumps({"job_id": torn_job.name, "created_ns": 2, "name": "torn"}))
     (torn_job / "status.json").write_text('{"status": "runn')
+    ghost = jobs.jobs_dir() / "20200101-000000-000000002-ghost"  # queued, but its launcher died before starting it
+    ghost.mkdir()
+    (ghost / "job.json").write_text(json.dumps({"job_id": ghost.name, "created_ns": 3, "name": "ghost"}))
+    (ghost / "status.json").write_text(json.dumps({"status": "queued"}))
 
     rows = {r["run_id"]: r for r in runs.list_runs()}
     assert set(rows) == set(old.values()), "every folder is listed"
@@ -308,8 +312,8 @@ def test_a_results_folder_from_an_older_version_stays_readable(store):
     listed = {j["job_id"]: j for j in jobs.list_jobs()}
     assert listed[old_job.name]["status"] == listed[torn_job.name]["status"] == "failed"
     assert "no readable status.json" in listed[old_job.name]["error"]
-    new = jobs.submit(experiment(SHORT, "new"), launch=False)  # the queue still works around the old folders
-    with jobs._queue_lock():
+    new = jobs.submit(experiment(SHORT, "new"), launch=False)  # the queue still works around the old folders,
+    with jobs._queue_lock():  # and an older ghost without a process does not hold it up
         assert jobs._my_turn(new)
     jobs.cancel_job(new)
 
