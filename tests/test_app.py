@@ -26,14 +26,14 @@ _TRAINED: dict[str, Path] = {}  # results roots already trained this session (sh
 
 
 def tiny_experiment():
-    """Scratch (2 repeats) vs mnist -> fruits360-3 transfer (2 repeats): 5 runs of one epoch each.
+    """Scratch vs mnist -> fruits360-3 transfer (2 repeats): 4 runs of one epoch each.
 
     MNIST (raw IDX arrays) is the cheapest pre-training set to decode here; CIFAR-10 works the same way.
     """
     from core.pipeline import Experiment
 
     return Experiment.from_dict({"name": "tiny-scratch-vs-transfer", "pipelines": [
-        {"name": "scratch", "repeats": 2, "stages": [
+        {"name": "scratch", "repeats": 1, "stages": [
             {**TINY, "name": "fruits360-3", "dataset": "fruits360-3", "source": "scratch", "target_accuracy": 0.3}]},
         {"name": "transfer", "repeats": 2, "stages": [
             {**TINY, "name": "pretrain", "dataset": "mnist", "source": "scratch"},
@@ -43,7 +43,7 @@ def tiny_experiment():
 
 
 def trained_results_root(imported_data, tmp_path_factory) -> Path:
-    """A results root with five small real runs, trained once per session (the e2e test reuses it)."""
+    """A results root with four small real runs, trained once per session (the e2e test reuses it)."""
     if "root" not in _TRAINED:
         root = tmp_path_factory.mktemp("trained-results")
         with pytest.MonkeyPatch.context() as mp:
@@ -52,7 +52,7 @@ def trained_results_root(imported_data, tmp_path_factory) -> Path:
             from core import training
 
             results = training.run_experiment(tiny_experiment(), command="pytest tests/test_app.py (fixture)")
-        assert [r["status"] for r in results] == ["done"] * 5, results
+        assert [r["status"] for r in results] == ["done"] * 4, results
         _TRAINED["root"] = root
     return _TRAINED["root"]
 
@@ -73,7 +73,7 @@ def empty_roots(tmp_path, monkeypatch):
 
 @pytest.fixture
 def with_runs(real_data_root, trained, monkeypatch):
-    """Real datasets and five finished real runs."""
+    """Real datasets and four finished real runs."""
     monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(trained))
     return trained
 
@@ -168,8 +168,8 @@ def test_train_without_data_points_to_datasets(empty_roots):
 def test_home_counts_real_runs(with_runs):
     at = page("pages/home.py")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Runs"] == "5" and int(metrics["Datasets available"]) >= 3
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 5  # latest finished runs
+    assert metrics["Runs"] == "4" and int(metrics["Datasets available"]) >= 3
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 4  # latest finished runs
 
 
 @pytest.mark.realdata
@@ -221,7 +221,7 @@ def test_results_compares_scratch_with_transfer(with_runs):
     assert metrics["Speedup"].endswith("×")
     assert metrics["Accuracy delta"] != "—"
     assert at.selectbox(key="target_dataset").value == "fruits360-3"
-    assert len(at.dataframe[0].value) == 5  # all runs
+    assert len(at.dataframe[0].value) == 4  # all runs
     assert at.download_button, "CSV download of the runs"
     published = at.dataframe[2].value
     assert "published (hardware unknown)" in set(published["source"])
