@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from core.config import TransferLabError, atomic_write_json, data_root, read_json, validate_name
-from core.images import is_image_name
+from core.images import MAX_PIXELS, is_image_name
 
 Progress = Callable[[str, float], None]
 
@@ -457,6 +457,8 @@ def _verify_and_write(data: bytes, dest: Path) -> bool:
     """Decode for real (JPEG at 1/8 scale, which still reads every byte) so broken files are caught now."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:  # core.images would refuse it when training
+                return False
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
     except Exception:  # any decoder failure means "unreadable", never a crash

@@ -15,6 +15,11 @@ from core.config import TransferLabError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"}
 MAX_PIXELS = 50_000_000  # refuse larger images; Pillow's own bomb guard stays on too
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Process-wide, set once: images decode in thread pools, and warnings.catch_warnings is not thread-safe (two
+# threads restoring each other's filters leave a mix behind). Over the limit is an error; Pillow's decoder notes
+# ("Truncated File Read", "Corrupt EXIF data") are not for users, the error they lead to is.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 
 
 class ImageError(TransferLabError):
@@ -31,22 +36,20 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     try:
         if (len(source) if isinstance(source, bytes) else Path(source).stat().st_size) == 0:
             raise ImageError(f"{label}: the file is empty.")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's "Truncated File Read" / "Corrupt EXIF" notes: not for users
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(_too_large(label, f"{img.width}x{img.height}, {img.width * img.height / 1e6:.1f}"))
-            img.seek(0)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if img.width * img.height > MAX_PIXELS:  # also when the warning filter above was reset (pytest does)
+            raise ImageError(_too_large(label, f"{img.width * img.height / 1e6:.1f}"))
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return to_rgb(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow refuses before the size is readable from the image; its message holds the pixel count
         found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise ImageError(_too_large(label, f"{int(found[1]) / 1e6:.1f}" if found else f"over {MAX_PIXELS // 1_000_000}")) from None
+        size = f"{int(found[1]) / 1e6:.1f}" if found else f"over {MAX_PIXELS // 1_000_000}"
+        raise ImageError(_too_large(label, size)) from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image Pillow can read (jpg, png, webp, bmp, gif).") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:

@@ -25,7 +25,9 @@ from faultkit import (
     cli_env,
     cp437_zip,
     good_jpeg,
+    make_zip,
     model_run,
+    png_of_size,
     run_cli_many,
     run_main,
     toy_folder,
@@ -329,6 +331,26 @@ def test_datasets_page_upload_of_a_bad_zip_is_one_error(roots, empty_data, case)
     assert not at.exception, at.exception
     assert len(at.error) == 1 and words in at.error[0].value, texts(at.error)
     assert tree(empty_data) == [], "nothing written, not even the uploaded zip"
+
+
+def test_datasets_page_imports_the_readable_images_of_a_zip_and_counts_the_rest(roots, empty_data):
+    """The image cases inside a dataset zip: unreadable and oversized files are counted and left out (an image
+    over 50 megapixels too, or training would trip over it later); everything kept decodes."""
+    files = {f"shots/{split}/{cls}/good-{i}.jpg": good_jpeg(10 * i + len(cls))
+             for split in ("train", "test") for cls in ("a", "b") for i in range(2)}
+    files.update({f"shots/train/a/{name}": p.read_bytes() for name, p in roots.images.items()})
+    files["shots/train/b/64-megapixels.png"] = png_of_size(8000, 8000)
+    path = make_zip(roots.base / "shots.zip", files)
+    at = page("pages/datasets.py")
+    at.file_uploader(key="zip_upload").set_value(("shots.zip", path.read_bytes(), "application/zip"))
+    at.form_submit_button[0].click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "Imported **shots**: 2 classes" in texts(at.success) and "5 unreadable images left out" in texts(at.success)
+    meta = json.loads((empty_data / "shots" / "dataset.json").read_text())
+    assert sorted(Path(u).name for u in meta["unreadable"]) == sorted([*ERROR_CASES, "64-megapixels.png"])
+    assert meta["counts"]["train"] == {"a": 2 + len(roots.images) - len(ERROR_CASES), "b": 2}
+    x, y, classes = datasets.load_split_arrays("shots", "train", TOY_SIZE, val_fraction=0.2)
+    assert classes == ["a", "b"] and x.shape[1:] == (TOY_SIZE, TOY_SIZE, 3) and len(x) + 2 >= 10
 
 
 # ---- configs ---------------------------------------------------------------------------------------------------
