@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 import time
 import zipfile
 from pathlib import Path
@@ -316,6 +317,8 @@ def test_missing_dataset_names(data_dir, monkeypatch):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # never really download in a test
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
+    # Keras downloads through urllib's global opener, which keeps the proxies it first saw: drop it afterwards
+    monkeypatch.setattr(urllib.request, "_opener", None)
     start = time.monotonic()
     with pytest.raises(TransferLabError) as err:
         datasets.load_split_arrays("cifar100", "train", 32)

@@ -47,17 +47,21 @@ def free_port() -> int:
 
 def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90.0) -> None:
     """Poll Streamlit's health endpoint until the server answers (or died / timed out)."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
     deadline = time.monotonic() + timeout_s
+    last_error: OSError | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            with direct.open(f"{url}/_stcore/health", timeout=2) as r:
                 if r.read().strip() == b"ok":
                     return
-        except OSError:
+        except OSError as e:
+            last_error = e
             time.sleep(0.3)
-    raise AssertionError(f"streamlit did not become healthy in {timeout_s}s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(
+        f"streamlit did not become healthy in {timeout_s}s (last error: {last_error!r}):\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
