@@ -672,7 +672,10 @@ def _one_image(plan: _Plan, row: int, size: int | None) -> np.ndarray:
 
 
 def list_datasets() -> list[dict[str, Any]]:
-    """Every name a stage may use: {"name", "kind": local|keras|view|idx, "available", "description"}."""
+    """Every name a stage may use: {"name", "kind": local|keras|view|idx, "available", "description"}.
+
+    "downloads" is true where Keras fetches the data on first use (so "not available" is not final).
+    """
     out: dict[str, dict[str, Any]] = {}
     root = data_root()
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
@@ -693,12 +696,14 @@ def list_datasets() -> list[dict[str, Any]]:
                 spec["source"] in KERAS_DATASETS and dio.keras_cached(spec["source"])
             )
             desc = spec["description"] or f"view of {spec['source']}: {', '.join(sorted(spec['mapping']))}"
-            out[view] = {"name": view, "kind": "view", "available": bool(available), "description": desc}
+            out[view] = {"name": view, "kind": "view", "available": bool(available), "description": desc,
+                         "downloads": spec["source"] in KERAS_DATASETS}
     for name, desc in KERAS_DATASETS.items():
         if name not in out:
             cached = dio.keras_cached(name)
             note = "cached by Keras" if cached else "downloads on first use; offline: import it"
-            out[name] = {"name": name, "kind": "keras", "available": cached, "description": f"{desc}, {note}"}
+            out[name] = {"name": name, "kind": "keras", "available": cached, "description": f"{desc}, {note}",
+                         "downloads": True}
     return list(out.values())
 
 

@@ -225,9 +225,12 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
 
     errors: dict[str, str] = {}
     listed = datasets.list_datasets()
-    known = {d["name"] for d in listed}
-    if stage.dataset not in known:
-        errors["dataset"] = f"unknown dataset {stage.dataset!r}; known: {', '.join(sorted(known))}"
+    entry = next((d for d in listed if d["name"] == stage.dataset), None)
+    if entry is None:
+        errors["dataset"] = f"unknown dataset {stage.dataset!r}; known: {', '.join(sorted(d['name'] for d in listed))}"
+    elif not entry["available"] and not entry.get("downloads"):
+        errors["dataset"] = (f"dataset {stage.dataset!r} is not available yet: import its images first "
+                             f"(Datasets page or python -m core datasets import) — {entry['description']}")
     if stage.arch not in models.ARCHS:
         errors["arch"] = f"unknown arch {stage.arch!r}; known: {', '.join(models.ARCHS)}"
     if stage.epochs < 1:
@@ -272,17 +275,39 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
         else:
             if parent["status"] != "done" or not parent["has_model"]:
                 errors["source"] = f"parent run {src[4:]} is {parent['status']} and has no usable model"
-            elif stage.head == "keep" and any(d["name"] == stage.dataset and d["available"]
-                                              and d["kind"] != "keras" for d in listed):
-                mismatch = _kept_head_mismatch(stage.dataset, src[4:])
-                if mismatch:
-                    errors["head"] = mismatch
+            else:
+                parent_stage = parent["config"].get("stage", {})
+                size = (parent.get("metrics") or {}).get("input_size") or parent_stage.get("input_size")
+                errors.update(chain_mismatch(stage, str(parent_stage.get("arch")), size, f"run {src[4:]}"))
+                if stage.head == "keep" and entry and entry["available"] and entry["kind"] != "keras":
+                    mismatch = _kept_head_mismatch(stage.dataset, src[4:])
+                    if mismatch:
+                        errors["head"] = mismatch
     elif src not in ("scratch", "imagenet"):
         errors["source"] = "source must be scratch, previous, stage:N, imagenet or run:<run_id>"
     if src == "imagenet" and stage.arch.startswith("alexnet"):
         errors["source"] = f"there are no ImageNet weights for {stage.arch}"
     if src == "scratch" and stage.freeze != "none":
         errors["freeze"] = "a stage from scratch trains every layer: use freeze 'none'"
+    return errors
+
+
+def input_size_of(stage: StageConfig) -> int | None:
+    """The input size a stage trains at: its own, or its architecture's default."""
+    from core import models
+
+    spec = models.ARCHS.get(stage.arch)
+    return stage.input_size or (spec.default_input_size if spec else None)
+
+
+def chain_mismatch(stage: StageConfig, parent_arch: str, parent_size: int | None, parent: str) -> dict[str, str]:
+    """A stage that continues a model must name the same arch (it picks the preprocessing) and input size."""
+    errors = {}
+    if parent_arch != stage.arch:
+        errors["arch"] = f"{parent} trained arch {parent_arch}: set arch to {parent_arch} to continue from it"
+    elif parent_size and input_size_of(stage) != parent_size:
+        errors["input_size"] = (f"{parent} takes {parent_size}px inputs but this stage asks for "
+                                f"{input_size_of(stage)}px")
     return errors
 
 
@@ -307,9 +332,23 @@ def validate_experiment(exp: Experiment) -> list[str]:
         if pipe.repeats < 1:
             problems.append(f"pipeline {p}: repeats must be at least 1")
         for s, stage in enumerate(pipe.stages):
-            for fld, msg in validate_stage(stage, s, has_previous=s > 0).items():
+            errors = validate_stage(stage, s, has_previous=s > 0)
+            source = _pipeline_source(pipe, s)
+            if source is not None and "source" not in errors:
+                errors.update(chain_mismatch(stage, source.arch, input_size_of(source), "the stage it continues"))
+            for fld, msg in errors.items():
                 problems.append(f"pipeline {p} ({pipe.name}), stage {s}, {fld}: {msg}")
     return problems
+
+
+def _pipeline_source(pipe: PipelineConfig, index: int) -> StageConfig | None:
+    """The earlier stage of the same pipeline that stage `index` continues from, if any."""
+    src = pipe.stages[index].source
+    if src == "previous" and index > 0:
+        return pipe.stages[index - 1]
+    if src.startswith("stage:") and src[6:].isdigit() and int(src[6:]) < index:
+        return pipe.stages[int(src[6:])]
+    return None
 
 
 def check_experiment(exp: Experiment) -> None:

@@ -17,15 +17,30 @@ def _fmt(mean: float | None, std: float | None, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std == std and std is not None else "")
 
 
-def findings_markdown(dataset: str = "fruits360-3") -> str:
-    rows = runs.list_runs()
+PAPER_B = "paper-b-scratch-vs-transfer"
+
+
+def findings_markdown(rows: list[dict] | None = None, dataset: str = "fruits360-3", preset: str = PAPER_B) -> str:
+    """Paper B's headline per device: scratch against the transfer stage, mean ± std over the stored repeats."""
+    rows = [r for r in (runs.list_runs() if rows is None else rows) if r.get("preset") == preset]
+    devices = sorted({str(r["device"]) for r in compare.finished(rows) if r.get("dataset") == dataset
+                      and r.get("device")})
+    blocks = [_device_findings([r for r in rows if r.get("device") == d], dataset, d) for d in devices]
+    blocks = [b for b in blocks if b]
+    if not blocks:
+        return f"No finished scratch and transfer runs of `{preset}` on `{dataset}` yet."
+    published = ("Published (paper B, hardware unknown): scratch 104.79 min / 0.95019, transfer 8.53 min / 0.96474 "
+                 "(12.3x) — `results/reference/`.")
+    return "\n\n".join([*blocks, published])
+
+
+def _device_findings(rows: list[dict], dataset: str, device: str) -> str | None:
     result = compare.scratch_vs_transfer(rows, dataset)
     s, t = result["scratch"], result["transfer"]
     if not s or not t:
-        return f"No finished scratch and transfer runs on `{dataset}` yet."
-    devices = sorted({r["device"] for r in compare.finished(rows) if r.get("dataset") == dataset and r.get("device")})
+        return None
     lines = [
-        f"Target `{dataset}`, test split of Fruits-360; mean ± std over repeats; device: {', '.join(devices)}.",
+        f"**{device}** — target `{dataset}`, test split of Fruits-360; mean ± std over repeats.",
         "",
         "| method | runs | wall time (s) | time to target (s) | test accuracy | kappa |",
         "|---|---|---|---|---|---|",
@@ -43,8 +58,6 @@ def findings_markdown(dataset: str = "fruits360-3") -> str:
         f"{result['speedup_incl_pretrain']:.2f}x.",
         f"- Test accuracy, transfer minus scratch: **{result['accuracy_delta']:+.4f}**; kappa "
         f"{result['kappa_delta']:+.4f}.",
-        "- Published (paper B, hardware unknown): scratch 104.79 min / 0.95019, transfer 8.53 min / 0.96474 "
-        "(12.3x) — `results/reference/`.",
     ]
     return "\n".join(lines)
 

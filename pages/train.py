@@ -159,7 +159,6 @@ def table_to_experiment(table: pd.DataFrame, base: Experiment, name: str
                 errors["row"] = str(exc)
         if stage is not None:
             errors.update(pipeline.validate_stage(stage, index, has_previous=index > 0))
-            errors.update(availability(stage.dataset))
         row_errors.append(errors)
         row_stages.append(stage)
         grouped.setdefault(pipe, []).append((r, {"stage": stage, "repeats": row.get("repeats")}))
@@ -178,14 +177,6 @@ def table_to_experiment(table: pd.DataFrame, base: Experiment, name: str
     ok = not problems and not any(row_errors) and pipes
     exp = Experiment(pipelines=pipes, name=name, description=base.description) if ok else None
     return exp, row_stages, row_errors, problems
-
-
-def availability(dataset: str) -> dict[str, str]:
-    """A stage on a dataset that is not imported fails in the job: say so before launch."""
-    row = next((d for d in common.dataset_rows() if d["name"] == dataset), None)
-    if row is None or row.get("available") or row.get("kind") == "keras":
-        return {}
-    return {"dataset": f"{dataset} is not available yet — import it on the Datasets page"}
 
 
 def stage_table(choice: str, exp: Experiment) -> pd.DataFrame:

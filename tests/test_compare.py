@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from core import compare
+from core import compare, report
 
 
 def row(run_id, method, wall, acc, kappa=None, ttt=None, dataset="fruits360-3", parent=None, status="done",
@@ -130,3 +130,18 @@ def test_job_summary_fractions_and_format():
     assert compare.job_summary({"status": "queued"})["epoch_fraction"] == 0.0
     assert compare.format_seconds(75) == "1 min 15 s" and compare.format_seconds(None) == "—"
     assert compare.format_seconds(7300) == "2 h 01 min" and compare.format_seconds(3.21) == "3.2 s"
+
+
+def test_findings_are_per_device_and_only_paper_b():
+    b = {"preset": report.PAPER_B}
+    rows = [row("s1", "scratch", 100.0, 0.95, device="CPU", **b), row("s2", "scratch", 140.0, 0.93, device="CPU", **b),
+            row("t1", "transfer", 10.0, 0.97, device="CPU", **b), row("t2", "transfer", 10.0, 0.99, device="CPU", **b),
+            row("g1", "scratch", 8.0, 0.96, device="GPU: NVIDIA H100", **b),
+            row("g2", "transfer", 1.0, 0.98, device="GPU: NVIDIA H100", **b),
+            row("a1", "transfer", 1.0, 0.10, device="CPU", arch="alexnet16", preset="paper-a-alexnet-widths")]
+    text = report.findings_markdown(rows)
+    cpu, gpu = text.split("**GPU: NVIDIA H100**")
+    assert "| scratch | 2 | 120.0 ± 28.3 |" in cpu and "| transfer (last stage) | 2 | 10.0 ± 0.0 |" in cpu
+    assert "**12.0x** faster" in cpu and "**+0.0400**" in cpu  # paper A's run is not mixed in
+    assert "| scratch | 1 | 8.0 |" in gpu and "**8.0x** faster" in gpu
+    assert report.findings_markdown(rows[:2]).startswith("No finished scratch and transfer runs")

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 import threading
-import urllib.request
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 

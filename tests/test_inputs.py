@@ -99,6 +99,12 @@ def config_cases(roots: Roots) -> dict[str, tuple[dict, str]]:
                            "Run '20200101-000000-nope' does not exist"),
         "keep-head-other-classes": ({**TOY, "source": f"run:{roots.parents['three']}", "head": "keep"},
                                     "head 'keep' needs the parent's classes, but toy has 2 classes"),
+        "arch-differs-from-parent": ({**TOY, "arch": "alexnet16", "source": f"run:{roots.parents['three']}",
+                                      "freeze": "first:1"}, "set arch to alexnet4 to continue from it"),
+        "input-differs-from-parent": ({**TOY, "input_size": TOY_SIZE + 8, "source": f"run:{roots.parents['three']}",
+                                       "freeze": "first:1"},
+                                      f"takes {TOY_SIZE}px inputs but this stage asks for {TOY_SIZE + 8}px"),
+        "dataset-not-imported": ({**TOY, "dataset": "fruits360-3"}, "dataset 'fruits360-3' is not available yet"),
     }
 
 
