@@ -130,7 +130,7 @@ class ConsoleProgress:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core import pipeline, training
+    from core import pipeline, runs, training
 
     if bool(args.preset) == bool(args.config):
         raise TransferLabError("train needs exactly one of --preset NAME or --config FILE.")
@@ -139,8 +139,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
 
     def on_run(run_id: str, status: str) -> None:
-        if not args.json:
-            print(f"{run_id} {status}", flush=True)
+        if args.json:
+            return
+        error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
+        print(f"{run_id} {status}" + (f": {error}" if error else ""), flush=True)
 
     results = training.run_experiment(exp, command=training.command_line(), job_id=args.job,
                                       on_progress=ConsoleProgress(), on_run=on_run)

@@ -459,7 +459,7 @@ def _stored_array(src: dio.Source, split: str, size: int) -> np.ndarray:
 
 def _load_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     try:
-        arr = np.load(path, mmap_mode="r")
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
         return None
     return arr if arr.shape == shape and arr.dtype == np.uint8 else None

@@ -385,7 +385,7 @@ def test_cli_train_records_a_batch_larger_than_the_data_as_a_failed_run(roots, c
     proc = cli["train-batch-too-large"]
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc
     [run_id] = cli["_new_runs"]  # the refused configs created no run
-    assert proc.stdout.splitlines()[-1] == f"{run_id} failed"
+    assert proc.stdout.splitlines()[-1].startswith(f"{run_id} failed: batch size 999 is larger than the ")
     run = runs.get_run(run_id)
     assert run["status"] == "failed" and not run["has_model"]
     assert run["status_info"]["error"].startswith("batch size 999 is larger than the ")
