@@ -53,6 +53,14 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasets_export(args: argparse.Namespace) -> int:
+    from core import datasets_io
+
+    counts = datasets_io.export_dataset(args.name, args.dest, args.size, args.quality, args.split or None)
+    print(f"Exported {args.name} at {args.size}px to {args.dest}: images per split {counts}")
+    return 0
+
+
 def cmd_datasets_list(args: argparse.Namespace) -> int:
     from core import datasets
 
@@ -249,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--name")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_datasets_import)
+    exp = ds.add_parser("export", help="write an imported dataset resized, as JPEGs (a copy for a GPU server)")
+    exp.add_argument("name")
+    exp.add_argument("dest")
+    exp.add_argument("--size", type=int, required=True)
+    exp.add_argument("--quality", type=int, default=95)
+    exp.add_argument("--split", action="append", help="only this split (repeatable)")
+    exp.set_defaults(func=cmd_datasets_export)
     lst = ds.add_parser("list", help="every known dataset and whether it is available")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_datasets_list)

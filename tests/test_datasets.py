@@ -387,3 +387,20 @@ def test_user_views_save_preview_load(real_data_root):
     with pytest.raises(TransferLabError, match="taken by a dataset"):
         datasets.save_view({**spec, "name": "fruits360-3"})
     assert os.environ["TRANSFERLAB_DATA_DIR"] == str(real_data_root)
+
+
+def test_export_writes_a_resized_copy_that_imports_back(data_dir, tmp_path, jpegs):
+    datasets.import_dataset(make_zip(tmp_path / "toy.zip", two_class_files(jpegs)))
+    out = tmp_path / "toy-16"
+    assert datasets_io.export_dataset("toy", out, 16, splits=["train"]) == {"train": 6}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))[:2] == ["train/cat/0.jpg",
+                                                                                     "train/cat/1.jpg"]
+    back = datasets.import_dataset(out, name="toy16")
+    assert back.counts == {"train": {"cat": 3, "dog": 3}}
+    original, _, _ = datasets.load_split_arrays("toy", "train", 16, val_fraction=0.2)
+    copy, _, _ = datasets.load_split_arrays("toy16", "train", 16, val_fraction=0.2)
+    assert copy.shape == original.shape and np.abs(copy.astype(int) - original).mean() < 4  # JPEG q95 at 16px
+    with pytest.raises(TransferLabError, match="is not empty"):
+        datasets_io.export_dataset("toy", out, 16)
+    with pytest.raises(TransferLabError, match="has no split val"):
+        datasets_io.export_dataset("toy", tmp_path / "other", 16, splits=["val"])
