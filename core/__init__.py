@@ -6,6 +6,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+def backend() -> str:
+    """The Keras backend of this process ("tensorflow" unless KERAS_BACKEND says otherwise); imports nothing."""
+    import sys
+
+    keras = sys.modules.get("keras")
+    return keras.backend.backend() if keras else os.environ["KERAS_BACKEND"]
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with C-level stderr muted: its start-up log (CUDA probing, absl) is noise to users."""
     import sys

@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import core
 
-    core.import_tensorflow_quietly()
+    if core.backend() == "tensorflow":
+        core.import_tensorflow_quietly()
     try:
         return args.func(args)
     except TransferLabError as exc:

@@ -1,4 +1,4 @@
-"""Datasets: named sources, derived views, train/val/test splits, a decoded-image cache and tf.data pipelines.
+"""Datasets: named sources, derived views, train/val/test splits, a decoded-image cache and training batches.
 
 Names resolve local-first: an imported folder `data_root()/<name>` wins, then a user view
 (`data_root()/views/<name>.json`), then a built-in view (`fruits360-3`), then the Keras built-ins
@@ -41,7 +41,7 @@ from core.images import ImageError, load_rgb
 
 __all__ = [
     "DECODE_COUNT", "ImportReport", "import_dataset", "list_datasets", "dataset_classes", "describe",
-    "sample_images", "load_split_arrays", "make_tf_dataset", "save_view", "preview_view", "load_view",
+    "sample_images", "load_split_arrays", "make_batches", "make_tf_dataset", "save_view", "preview_view", "load_view",
     "delete_view", "clear_cache",
 ]  # fmt: skip
 
@@ -547,6 +547,30 @@ def load_split_arrays(
         if sel.any():
             x[sel] = _stored_array(plan.src, stored, size)[plan.idx[rows[sel]]]
     return x, plan.y[rows].astype(np.int32), list(plan.classes)
+
+
+def make_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int,
+    preprocess: Callable[[Any], Any] | None,
+    augment: bool | Sequence[str] = False,
+    shuffle: bool = False,
+    seed: int = 0,
+):
+    """Batches for Keras `fit`: `make_tf_dataset` under TensorFlow, a `core.batches.ArrayBatches` on other backends."""
+    import core
+
+    if core.backend() == "tensorflow":
+        return make_tf_dataset(x, y, batch_size=batch_size, preprocess=preprocess, augment=augment,
+                               shuffle=shuffle, seed=seed)
+    from core.batches import ArrayBatches
+
+    if len(x) != len(y):
+        raise TransferLabError(f"x has {len(x)} images but y has {len(y)} labels.")
+    return ArrayBatches(x, y, batch_size=batch_size, preprocess=preprocess,
+                        augment_layers=_augment_layers(augment, seed), shuffle=shuffle, seed=seed)
 
 
 def make_tf_dataset(

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from core.config import TransferLabError
 
@@ -33,32 +32,32 @@ Preprocess = Callable[[Any], Any]
 # ---- preprocessing -----------------------------------------------------------------------------------------
 
 
-def _as_float(x: Any) -> tf.Tensor:
-    # A tensor first: Keras' numpy branch edits float arrays in place.
-    return tf.cast(tf.convert_to_tensor(x), tf.float32)
+def _as_float(x: Any) -> Any:
+    # A backend tensor first: Keras' numpy branch edits float arrays in place.
+    return keras.ops.cast(keras.ops.convert_to_tensor(x), "float32")
 
 
-def scale_01(x: Any) -> tf.Tensor:
+def scale_01(x: Any) -> Any:
     """alexnets: RGB 0..255 -> 0..1."""
     return _as_float(x) / 255.0
 
 
-def caffe_preprocess(x: Any) -> tf.Tensor:
+def caffe_preprocess(x: Any) -> Any:
     """VGG and ResNet (ImageNet 'caffe' mode): RGB -> BGR, minus the ImageNet channel means, no scaling."""
     return keras.applications.vgg16.preprocess_input(_as_float(x))
 
 
-def torch_preprocess(x: Any) -> tf.Tensor:
+def torch_preprocess(x: Any) -> Any:
     """DenseNet ('torch' mode): 0..1, minus the ImageNet means, divided by the ImageNet standard deviations."""
     return keras.applications.densenet.preprocess_input(_as_float(x))
 
 
-def tf_preprocess(x: Any) -> tf.Tensor:
+def tf_preprocess(x: Any) -> Any:
     """MobileNetV2 ('tf' mode): -1..1."""
     return keras.applications.mobilenet_v2.preprocess_input(_as_float(x))
 
 
-def efficientnet_preprocess(x: Any) -> tf.Tensor:
+def efficientnet_preprocess(x: Any) -> Any:
     """EfficientNet rescales and normalises inside the model: the input stays RGB 0..255."""
     return _as_float(x)
 

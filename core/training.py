@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -17,19 +18,27 @@ from typing import Any
 
 import numpy as np
 
+import core
 from core import datasets, models, runs, transfer
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment, StageConfig, check_experiment
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-tf.get_logger().setLevel("ERROR")  # retracing notices are noise in run logs
-if int(os.environ.get("TRANSFERLAB_LOGICAL_CPUS", "0")) > 1:  # split the CPU to test multi-device training
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0],
-        [tf.config.LogicalDeviceConfiguration()] * int(os.environ["TRANSFERLAB_LOGICAL_CPUS"]))
+BACKEND = core.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices are noise in run logs
+    if int(os.environ.get("TRANSFERLAB_LOGICAL_CPUS", "0")) > 1:  # split the CPU to test multi-device training
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0],
+            [tf.config.LogicalDeviceConfiguration()] * int(os.environ["TRANSFERLAB_LOGICAL_CPUS"]))
+elif BACKEND == "jax":
+    import jax
+else:
+    raise ImportError(f"Training runs on the tensorflow or jax Keras backend, not {BACKEND!r} (KERAS_BACKEND).")
 
 CANCEL_EVENT = threading.Event()  # set by the CLI's SIGTERM handler
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -43,11 +52,28 @@ class Cancelled(Exception):
 # ---- environment -------------------------------------------------------------------------------------------
 
 
-def get_strategy() -> tf.distribute.Strategy:
+@dataclasses.dataclass(frozen=True)
+class DefaultDevice:
+    """The strategy off TensorFlow: Keras' default device, one replica (JAX multi-device is not wired up)."""
+
+    name: str
+    num_replicas_in_sync: int = 1
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def get_strategy() -> Any:
     """Default strategy on one device, MirroredStrategy on several GPUs, MultiWorker when TF_CONFIG is set.
 
     TRANSFERLAB_STRATEGY=mirrored forces MirroredStrategy over every logical device (tests use two CPUs).
+    Off TensorFlow: a DefaultDevice named "<backend>-default".
     """
+    if BACKEND != "tensorflow":
+        if os.environ.get("TF_CONFIG") or os.environ.get("TRANSFERLAB_STRATEGY") == "mirrored":
+            raise TransferLabError(f"TF_CONFIG and TRANSFERLAB_STRATEGY=mirrored need KERAS_BACKEND=tensorflow, "
+                                   f"not {BACKEND}.")
+        return DefaultDevice(f"{BACKEND}-default")
     if os.environ.get("TF_CONFIG"):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if os.environ.get("TRANSFERLAB_STRATEGY") == "mirrored":
@@ -59,7 +85,13 @@ def get_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def strategy_name(strategy: Any) -> str:
+    return strategy.name if isinstance(strategy, DefaultDevice) else type(strategy).__name__
+
+
 def gpu_names() -> list[str]:
+    if BACKEND == "jax":
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
     names = []
     for dev in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(dev)
@@ -100,7 +132,9 @@ def environment() -> dict[str, Any]:
         "cpu_cores": os.cpu_count(),
         "gpus": gpu_names(),
         "device": device_label(),
-        "tensorflow": tf.__version__,
+        "keras_backend": BACKEND,
+        **({"tensorflow": tf.__version__} if BACKEND == "tensorflow" else
+           {"tensorflow": None, "jax": jax.__version__}),
         "keras": keras.__version__,
         "python": platform.python_version(),
         "commit": git_commit(),
@@ -186,24 +220,44 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
 
 def single_image_latency_ms(model: keras.Model, input_size: int, repeats: int = 50) -> float:
     """Median ms for one image through a compiled forward pass (what Classify does; not model.predict)."""
-    forward = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-    x = tf.zeros((1, input_size, input_size, 3), tf.float32)
+    if BACKEND == "tensorflow":
+        forward = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+        x = tf.zeros((1, input_size, input_size, 3), tf.float32)
+    else:
+        forward, x = _jax_forward(model, _identity), keras.ops.zeros((1, input_size, input_size, 3), "float32")
     for _ in range(5):
-        forward(x).numpy()
+        np.asarray(forward(x))
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        forward(x).numpy()
+        np.asarray(forward(x))
         times.append((time.perf_counter() - t0) * 1000)
     return float(np.median(times))
 
 
 def predict_batches(model: keras.Model, x: np.ndarray, preprocess: Callable, batch_size: int = 256) -> np.ndarray:
     """Forward pass over uint8 images in batches with a compiled function (no Keras predict overhead)."""
-    forward = tf.function(lambda t: model(preprocess(tf.cast(t, tf.float32)), training=False),
-                          input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype))])
-    outs = [forward(x[i:i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
+    if BACKEND == "tensorflow":
+        forward = tf.function(lambda t: model(preprocess(tf.cast(t, tf.float32)), training=False),
+                              input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype))])
+    else:
+        forward = _jax_forward(model, preprocess)
+    outs = [np.asarray(forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
+
+
+def _jax_forward(model: keras.Model, preprocess: Callable) -> Callable[[Any], Any]:
+    """model(preprocess(float32 x), training=False) as one jax.jit over stateless_call (compiled per shape),
+    with the model's current weights."""
+    def run(trainable: list[Any], non_trainable: list[Any], x: Any) -> Any:
+        out, _ = model.stateless_call(trainable, non_trainable, preprocess(keras.ops.cast(x, "float32")),
+                                      training=False)
+        return out
+
+    compiled = jax.jit(run)
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    return lambda x: compiled(trainable, non_trainable, x)
 
 
 # ---- one stage ---------------------------------------------------------------------------------------------
@@ -280,14 +334,14 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
                 report("caching frozen features")
                 prefix, trainee = transfer.split_model(model, k)
                 f_tr, f_va = (predict_batches(prefix, x, preprocess) for x in (x_tr, x_va))
-                train_ds = datasets.make_tf_dataset(f_tr, y_tr, batch_size=stage.batch_size,
-                                                    preprocess=_identity, shuffle=True, seed=stage.seed)
-                val_ds = datasets.make_tf_dataset(f_va, y_va, batch_size=512, preprocess=_identity)
+                train_ds = datasets.make_batches(f_tr, y_tr, batch_size=stage.batch_size, preprocess=_identity,
+                                                 shuffle=True, seed=stage.seed)
+                val_ds = datasets.make_batches(f_va, y_va, batch_size=512, preprocess=_identity)
             else:
                 trainee = model
-                train_ds = datasets.make_tf_dataset(x_tr, y_tr, batch_size=stage.batch_size, preprocess=preprocess,
-                                                    augment=stage.augment or False, shuffle=True, seed=stage.seed)
-                val_ds = datasets.make_tf_dataset(x_va, y_va, batch_size=512, preprocess=preprocess)
+                train_ds = datasets.make_batches(x_tr, y_tr, batch_size=stage.batch_size, preprocess=preprocess,
+                                                 augment=stage.augment or False, shuffle=True, seed=stage.seed)
+                val_ds = datasets.make_batches(x_va, y_va, batch_size=512, preprocess=preprocess)
             trainee.compile(optimizer=make_optimizer(stage.optimizer, stage.learning_rate),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                             jit_compile="auto" if stage.jit_compile is None else stage.jit_compile)
@@ -340,12 +394,12 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
         "total_params": counts["total"], "frozen_layers": frozen, "feature_cache": bool(k),
         "inference_ms_per_image": single_image_latency_ms(model, size),
         "n_train": len(x_tr), "n_val": len(x_va), "n_test": len(x_te), "input_size": size,
-        "classes": classes, "seed": stage.seed, "strategy": type(strategy).__name__,
+        "classes": classes, "seed": stage.seed, "strategy": strategy_name(strategy),
         "replicas": strategy.num_replicas_in_sync, **environment(),
     }
 
 
-def _identity(t: tf.Tensor) -> tf.Tensor:
+def _identity(t: Any) -> Any:
     return t
 
 
