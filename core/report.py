@@ -22,16 +22,40 @@ PAPER_B = "paper-b-scratch-vs-transfer"
 
 def findings_markdown(rows: list[dict] | None = None, dataset: str = "fruits360-3", preset: str = PAPER_B) -> str:
     """Paper B's headline per device: scratch against the transfer stage, mean ± std over the stored repeats."""
-    rows = [r for r in (runs.list_runs() if rows is None else rows) if r.get("preset") == preset]
+    rows_all = runs.list_runs() if rows is None else rows
+    rows = [r for r in rows_all if r.get("preset") == preset]
     devices = sorted({str(r["device"]) for r in compare.finished(rows) if r.get("dataset") == dataset
                       and r.get("device")})
     blocks = [_device_findings([r for r in rows if r.get("device") == d], dataset, d) for d in devices]
     blocks = [b for b in blocks if b]
     if not blocks:
         return f"No finished scratch and transfer runs of `{preset}` on `{dataset}` yet."
+    others = [_preset_table(rows_all, name) for name in ("paper-a-alexnet-widths", "paper-c-vgg-finetune",
+                                                          "paper-d-architecture-survey")]
     published = ("Published (paper B, hardware unknown): scratch 104.79 min / 0.95019, transfer 8.53 min / 0.96474 "
                  "(12.3x) — `results/reference/`.")
-    return "\n\n".join([*blocks, published])
+    return "\n\n".join([*blocks, published, *[t for t in others if t]])
+
+
+def _preset_table(rows: list[dict], preset: str) -> str | None:
+    """Every finished stage of a preset, grouped by device, dataset, arch and freeze policy: n, accuracy, time."""
+    done = [r for r in compare.finished(rows) if r.get("preset") == preset]
+    if not done:
+        return None
+    groups: dict[tuple, list[dict]] = {}
+    for r in done:
+        key = (str(r.get("device")), str(r.get("pipeline")), int(r.get("stage_index") or 0), str(r.get("dataset")),
+               str(r.get("arch")), str(r.get("freeze")))
+        groups.setdefault(key, []).append(r)
+    lines = [f"**{preset}** — every finished stage; mean ± std where repeated.", "",
+             "| device | pipeline | stage | dataset | arch | freeze | runs | test accuracy | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(groups):
+        members = groups[key]
+        acc = compare._stats([float(m["test_accuracy"]) for m in members])
+        wall = compare._stats([float(m["wall_time_s"]) for m in members])
+        lines.append("| " + " | ".join(map(str, key)) + f" | {len(members)} | {_fmt(*acc, 4)} | {_fmt(*wall)} |")
+    return "\n".join(lines)
 
 
 def _device_findings(rows: list[dict], dataset: str, device: str) -> str | None:
