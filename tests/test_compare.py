@@ -144,4 +144,6 @@ def test_findings_are_per_device_and_only_paper_b():
     assert "| scratch | 2 | 120.0 ± 28.3 |" in cpu and "| transfer (last stage) | 2 | 10.0 ± 0.0 |" in cpu
     assert "**12.0x** faster" in cpu and "**+0.0400**" in cpu  # paper A's run is not mixed in
     assert "| scratch | 1 | 8.0 |" in gpu and "**8.0x** faster" in gpu
+    assert "**paper-a-alexnet-widths**" in gpu  # paper A in a table of its own, after paper B
+    assert "| CPU | transfer | 0 | fruits360-3 | alexnet16 | first:4 | 1 | 0.1000 | 1.0 |" in gpu
     assert report.findings_markdown(rows[:2]).startswith("No finished scratch and transfer runs")
