@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import compare, runs
+from core import compare, report, runs
 from core.config import TransferLabError
 from pages import common
 
@@ -139,8 +139,22 @@ def box_plots(points: pd.DataFrame) -> None:
     st.plotly_chart(fig, width="stretch")
 
 
+def scope(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Compare like with like: one preset and one device at a time (paper B's by default), or everything."""
+    done = compare.finished(rows)
+    presets = sorted({str(r["preset"]) for r in done if r.get("preset")})
+    c1, c2 = st.columns(2)
+    preset = c1.selectbox("Runs of preset", ["all", *presets], key="scope_preset",
+                          index=1 + presets.index(report.PAPER_B) if report.PAPER_B in presets else 0)
+    rows = rows if preset == "all" else [r for r in rows if r.get("preset") == preset]
+    devices = sorted({str(r["device"]) for r in compare.finished(rows) if r.get("device")})
+    device = c2.selectbox("On device", ["all", *devices], key="scope_device", index=1 if len(devices) > 1 else 0)
+    return rows if device == "all" else [r for r in rows if r.get("device") == device]
+
+
 def comparison(rows: list[dict[str, Any]]) -> str | None:
     st.subheader("Scratch vs transfer")
+    rows = scope(rows)
     targets = compare.target_datasets(rows)
     if not targets:
         st.info("No finished runs yet: the comparison appears when runs finish.", icon=":material/info:")

@@ -221,6 +221,8 @@ def test_results_compares_scratch_with_transfer(with_runs):
     assert metrics["Speedup"].endswith("×")
     assert metrics["Accuracy delta"] != "—"
     assert at.selectbox(key="target_dataset").value == "fruits360-3"
+    assert at.selectbox(key="scope_preset").options == ["all", "tiny-scratch-vs-transfer"]
+    assert at.selectbox(key="scope_device").value == "all"  # one device: nothing to choose
     assert len(at.dataframe[0].value) == 4  # all runs
     assert at.download_button, "CSV download of the runs"
     published = at.dataframe[2].value
