@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 METRICS = ("wall_time_s", "time_to_target_s", "test_accuracy", "kappa")
-FILTERS = ("preset", "dataset", "arch", "freeze", "status")
+FILTERS = ("preset", "dataset", "arch", "freeze", "device", "status")
 GROUPINGS = {"method": ("method",), "method + arch": ("method", "arch"), "pipeline": ("pipeline",),
              "method + freeze": ("method", "freeze")}
 TABLE_COLUMNS = (

@@ -141,15 +141,14 @@ def box_plots(points: pd.DataFrame) -> None:
 
 def scope(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Compare like with like: one preset and one device at a time (paper B's by default), or everything."""
-    done = compare.finished(rows)
-    presets = sorted({str(r["preset"]) for r in done if r.get("preset")})
     c1, c2 = st.columns(2)
+    presets = compare.filter_options(compare.finished(rows))["preset"]
     preset = c1.selectbox("Runs of preset", ["all", *presets], key="scope_preset",
                           index=1 + presets.index(report.PAPER_B) if report.PAPER_B in presets else 0)
-    rows = rows if preset == "all" else [r for r in rows if r.get("preset") == preset]
-    devices = sorted({str(r["device"]) for r in compare.finished(rows) if r.get("device")})
+    rows = compare.filter_runs(rows, preset=[] if preset == "all" else [preset])
+    devices = compare.filter_options(compare.finished(rows))["device"]
     device = c2.selectbox("On device", ["all", *devices], key="scope_device", index=1 if len(devices) > 1 else 0)
-    return rows if device == "all" else [r for r in rows if r.get("device") == device]
+    return compare.filter_runs(rows, device=[] if device == "all" else [device])
 
 
 def comparison(rows: list[dict[str, Any]]) -> str | None:

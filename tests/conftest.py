@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -20,15 +21,19 @@ CIFAR_ZIP = "cifar10-jpg-subset.zip"
 MNIST_DIR = "mnist-t10k"
 
 
+def missing_prerequisite(message: str) -> NoReturn:
+    """Something a test needs is not on this machine: a failure in CI (CI=true), a skip with the reason elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def shared_data(*names: str) -> Path:
     """The real data folder (with `names` in it). Missing: pytest.fail in CI (CI=true), pytest.skip elsewhere."""
     root = shared_data_dir()
     missing = [n for n in names if not (root / n).exists()] if root.is_dir() else ["the folder itself"]
     if missing:
-        message = f"../shared/data not found: {root} (missing {', '.join(missing)})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite(f"../shared/data not found: {root} (missing {', '.join(missing)})")
     return root
 
 

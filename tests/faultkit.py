@@ -24,6 +24,8 @@ from PIL import Image
 
 from core.config import REPO_ROOT
 
+APP = str(REPO_ROOT / "app.py")
+
 TOY_CLASSES = ("blue", "red")
 TOY_SIZE = 32  # alexnet4's minimum is 28
 
@@ -294,3 +296,17 @@ def run_main(args: list, capsys: Any) -> subprocess.CompletedProcess:
         signal.signal(signal.SIGTERM, sigterm)
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["python", "-m", "core", *map(str, args)], rc, out, err)
+
+
+# ---- the app ---------------------------------------------------------------------------------------------------
+
+
+def page(path: str) -> Any:
+    """The app at `path`, opened through app.py's navigation as a user would, with no exception on the way."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    at.switch_page(path).run()
+    assert not at.exception, at.exception
+    return at

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import missing_prerequisite
 from test_app import fruit_image, trained_results_root
 
 from core.config import REPO_ROOT
@@ -67,10 +68,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float =
 @pytest.fixture(scope="module")
 def chromium_path() -> str:
     if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} not found (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_prerequisite(f"{CHROMIUM} not found (apt-get install -y chromium)")
     return CHROMIUM
 
 

@@ -17,14 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import TOY_SIZE, model_run, toy_folder
-from streamlit.testing.v1 import AppTest
+from faultkit import TOY_SIZE, model_run, page, toy_folder
 
 from core import datasets, jobs, predict, runs
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment
 
-APP = str(REPO_ROOT / "app.py")
 STAGE = {"dataset": "toy", "arch": "alexnet4", "input_size": TOY_SIZE, "patience": 0}
 LONG = {**STAGE, "epochs": 500, "batch_size": 2}  # minutes of training: it is stopped long before the end
 SHORT = {**STAGE, "epochs": 1, "batch_size": 8}
@@ -88,14 +86,6 @@ def assert_store_readable(run_id: str) -> None:
     for path in folder.glob("*.json"):
         json.loads(path.read_text())
     assert not list(folder.glob(".*.tmp*")), "no temp file left behind"
-
-
-def page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception, at.exception
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
 
 
 # ---- SIGKILL / SIGTERM ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from faultkit import (
     good_jpeg,
     make_zip,
     model_run,
+    page,
     png_of_size,
     run_cli_many,
     run_main,
@@ -35,15 +36,11 @@ from faultkit import (
     write_files,
 )
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from core import datasets, pipeline, predict, runs, training
-from core.config import REPO_ROOT, TransferLabError
+from core.config import TransferLabError
 from core.images import MAX_PIXELS, ImageError, load_rgb
 from core.pipeline import Experiment, StageConfig
-
-APP = str(REPO_ROOT / "app.py")
-
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
 
@@ -134,14 +131,6 @@ def cli(roots: Roots) -> dict:
     out["_seconds"] = time.monotonic() - t0
     out["_new_runs"] = [r["run_id"] for r in runs.list_runs() if r["run_id"] not in before]
     return out
-
-
-def page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception, at.exception
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
 
 
 def texts(elements) -> str:

@@ -26,18 +26,17 @@ from faultkit import (
     good_jpeg,
     make_zip,
     model_run,
+    page,
     run_cli_many,
     toy_files,
     toy_folder,
     tree,
 )
-from streamlit.testing.v1 import AppTest
 
 from core import datasets, jobs, pipeline, predict, runs
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment
 
-APP = str(REPO_ROOT / "app.py")
 BAD_NAMES = ("../x", "../../etc", "a/b", "..", "/etc/passwd", ".hidden", "x\x00y", "")
 
 
@@ -68,14 +67,6 @@ def lambda_model(sentinel: Path) -> keras.Model:
     x = keras.layers.Lambda(touch)(inp)
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inp, keras.layers.Dense(len(TOY_CLASSES), activation="softmax")(x))
-
-
-def page(path: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception, at.exception
-    at.switch_page(path).run()
-    assert not at.exception, at.exception
-    return at
 
 
 # ---- names ---------------------------------------------------------------------------------------------------
