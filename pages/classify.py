@@ -170,7 +170,7 @@ def main() -> None:
         st.error(str(exc))
         return
     st.caption(f"{len(clf.labels)} classes: {', '.join(clf.labels[:20])}{' …' if len(clf.labels) > 20 else ''}"
-               f" · input {clf.input_size}×{clf.input_size} · {clf.arch}")
+               f" · input {clf.input_size}×{clf.input_size} · {clf.arch} · answers through {clf.engine}")
     c1, c2 = st.columns(2)
     top_k = c1.slider("Top-k", 1, max(1, min(10, len(clf.labels))), min(3, len(clf.labels)))
     gradcam = c2.toggle("Grad-CAM heatmap", value=True)

@@ -1,0 +1,69 @@
+"""The Classify engine on the shipped default model: LiteRT for one image, tf.function for batches, same answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from core import predict, runs
+
+
+@pytest.fixture
+def clf(data_dir: Path) -> predict.Classifier:
+    predict._load_classifier.cache_clear()
+    yield predict.load_classifier("default")
+    predict._load_classifier.cache_clear()
+
+
+def _images(n: int, size: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_one_image_goes_through_litert_and_matches_tensorflow(clf: predict.Classifier) -> None:
+    assert clf.engine == "litert"
+    image = _images(1, clf.input_size)
+    lite = clf.probabilities(image)
+    tf_probs = clf._forward(tf.convert_to_tensor(image, tf.float32)).numpy()
+    np.testing.assert_allclose(lite, tf_probs, atol=1e-5)
+    assert lite.shape == (1, len(clf.labels)) and abs(lite.sum() - 1) < 1e-4
+
+
+def test_a_batch_gives_the_same_answers_as_one_image_at_a_time(clf: predict.Classifier) -> None:
+    images = _images(4, clf.input_size)
+    batch = clf.probabilities(images)
+    one_by_one = np.concatenate([clf.probabilities(img[None]) for img in images])
+    np.testing.assert_allclose(batch, one_by_one, atol=1e-5)
+
+
+def test_the_conversion_is_cached_in_the_data_folder(clf: predict.Classifier, data_dir: Path) -> None:
+    cached = list((data_dir / ".cache" / "litert").glob("default-*.tflite"))
+    assert len(cached) == 1 and cached[0].read_bytes() == clf.lite_model
+
+
+def test_a_model_litert_cannot_take_still_answers(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object) -> bytes:
+        raise ValueError("unsupported op")
+
+    monkeypatch.setattr(predict, "_to_tflite", refuse)
+    predict._load_classifier.cache_clear()
+    clf = predict.load_classifier("default")
+    predict._load_classifier.cache_clear()
+    assert clf.engine == "tf.function"
+    assert clf.probabilities(_images(1, clf.input_size)).shape == (1, len(clf.labels))
+
+
+def test_the_tflite_export_takes_rgb_and_answers_like_the_page(clf: predict.Classifier) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    blob, name = predict.export_model("default", "tflite")
+    assert name == f"{runs.DEFAULT_MODEL_DIR}.tflite"
+    interp = Interpreter(model_content=blob)
+    interp.allocate_tensors()
+    image = _images(1, clf.input_size)
+    interp.set_tensor(interp.get_input_details()[0]["index"], image.astype(np.float32))
+    interp.invoke()
+    out = interp.get_tensor(interp.get_output_details()[0]["index"])
+    np.testing.assert_allclose(out, clf.probabilities(image), atol=1e-5)
