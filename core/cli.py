@@ -193,7 +193,7 @@ def cmd_runs_report(args: argparse.Namespace) -> int:
     if args.write:
         print(f"Wrote the findings into {report.write_readme()}.")
     else:
-        print(report.findings_markdown(args.dataset))
+        print(report.findings_markdown(dataset=args.dataset))
     return 0
 
 

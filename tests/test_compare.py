@@ -147,3 +147,11 @@ def test_findings_are_per_device_and_only_paper_b():
     assert "**paper-a-alexnet-widths**" in gpu  # paper A in a table of its own, after paper B
     assert "| CPU | transfer | 0 | fruits360-3 | alexnet16 | first:4 | 1 | 0.1000 | 1.0 |" in gpu
     assert report.findings_markdown(rows[:2]).startswith("No finished scratch and transfer runs")
+
+
+def test_cli_report_prints_the_stored_findings(capsys):
+    from core import cli
+
+    assert cli.main(["runs", "report"]) == 0
+    out = capsys.readouterr().out
+    assert "transfer (last stage)" in out and "**paper-d-architecture-survey**" in out
