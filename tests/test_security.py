@@ -189,7 +189,11 @@ def test_classify_page_reads_uploads_in_memory(roots):
     at.file_uploader[0].set_value(("photo.jpg", good_jpeg(5), "image/jpeg")).run()
     assert not at.exception and not at.error
     assert any("Prediction:" in str(m.value) for m in at.markdown)
-    assert tree(roots) == before, "classifying writes nothing"
+    added = [f for f in tree(roots) if f not in before]
+    cache = [f for f in added if f.startswith("data/.cache")]
+    assert added == cache, "classifying writes nothing but the model's LiteRT conversion"
+    upload = good_jpeg(5)
+    assert not any(upload in (roots / f).read_bytes() for f in cache if (roots / f).is_file()), "no upload bytes kept"
 
 
 # ---- models load with safe_mode ---------------------------------------------------------------------------------
