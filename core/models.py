@@ -172,6 +172,15 @@ def _alexnet_width(arch: str, num_classes: int, size: int) -> keras.Model:
     return keras.Model(inp, out, name=arch)
 
 
+def _forget_faster(base: keras.Model, momentum: float = 0.99) -> None:
+    """MobileNetV2's BatchNormalization keeps 99.9% of its running statistics each step, tuned for ImageNet-length
+    training. From scratch, a few hundred steps leave them near their initial values and inference is at chance
+    (fruits360: train accuracy 0.71, validation 0.007 after 644 steps). Keras' default 0.99 settles in ~500 steps."""
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum > momentum:
+            layer.momentum = momentum
+
+
 def _application(arch: str, num_classes: int, size: int, base_weights: str | None) -> keras.Model:
     """Keras application base (include_top=False, average pooling) + Dense(256) -> Dropout(.5) -> softmax."""
     family, ctor, _ = _APPLICATIONS[arch]
@@ -186,7 +195,10 @@ def _application(arch: str, num_classes: int, size: int, base_weights: str | Non
                 x = layer(x)
             x = L.GlobalAveragePooling2D(name="avg_pool")(x)
         else:
-            x = ctor(pooling="avg", name=arch, **kwargs)(inp)
+            base = ctor(pooling="avg", name=arch, **kwargs)
+            if base_weights is None:
+                _forget_faster(base)
+            x = base(inp)
     except Exception as exc:  # noqa: BLE001 - Keras' get_file raises a bare Exception offline
         if base_weights == "imagenet":
             raise TransferLabError(f"ImageNet weights for {arch} could not be downloaded (offline?): use "

@@ -199,3 +199,15 @@ def test_save_and_load_safe_mode(tmp_path):
 def test_num_classes_error():
     with pytest.raises(TransferLabError, match="at least 2 classes"):
         models.build_model("alexnet4", 1)
+
+
+def _bn_momenta(model: keras.Model) -> set[float]:
+    return {layer.momentum for layer in model.get_layer("mobilenet_v2").layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_a_scratch_mobilenet_v2_batchnorm_forgets_its_initial_statistics_in_hundreds_of_steps(tmp_path):
+    model = models.build_model("mobilenet_v2", 3, 32, seed=0)
+    assert _bn_momenta(model) == {0.99}  # Keras' MobileNetV2 uses 0.999: validation at chance after a short run
+    model.save(tmp_path / "m.keras")
+    assert _bn_momenta(keras.models.load_model(tmp_path / "m.keras")) == {0.99}
