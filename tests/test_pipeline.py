@@ -1,6 +1,7 @@
 """StageConfig / presets / --set overrides: plain data in, one clear message per wrong field."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,14 @@ def test_the_four_paper_presets_load():
     for name in PAPER_PRESETS:
         exp = load_preset(name)
         assert exp.name == name and exp.pipelines and all(p.stages for p in exp.pipelines)
+
+
+def test_stored_result_configs_name_the_paper_preset_their_runs_belong_to():
+    """Runs record the experiment's name as their preset; the Results page and the findings group by it."""
+    configs = sorted((Path(__file__).resolve().parents[1] / "results" / "configs").glob("*.json"))
+    assert configs
+    for path in configs:
+        assert load_config_file(str(path)).name in PAPER_PRESETS, path.name
 
 
 def test_paper_b_preset_shape():
