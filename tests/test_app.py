@@ -7,6 +7,7 @@ Real data comes from conftest's session-scoped `imported_data` (the shared zips,
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -265,6 +266,21 @@ def test_classify_predicts_a_real_fruit(with_runs, real_data_root):
     assert "model latency" in texts(at.caption)
     assert len(at.image) == 2, "the model input and its Grad-CAM overlay"
     assert at.get("plotly_chart"), "top-k probabilities"
+
+
+@pytest.mark.realdata
+def test_classify_on_a_fresh_clone_answers_with_the_shipped_default_model(real_data_root, tmp_path, monkeypatch):
+    from core import runs
+
+    results = tmp_path / "results"  # a clone's results root: the committed default model, no trained runs
+    shutil.copytree(REPO_ROOT / "results" / runs.DEFAULT_MODEL_DIR, results / runs.DEFAULT_MODEL_DIR)
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(results))
+    at = page("pages/classify.py")
+    assert at.selectbox[0].value == runs.DEFAULT_MODEL_DIR
+    image = fruit_image(real_data_root, "Pear Williams")
+    at.file_uploader[0].set_value((image.name, image.read_bytes(), "image/jpeg")).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "pear" in next(m.value for m in at.markdown if "Prediction:" in str(m.value))
 
 
 @pytest.mark.realdata
