@@ -23,6 +23,7 @@ from core.config import TransferLabError
 from core.pipeline import StageConfig
 
 SIZE = 48
+VARIANT_IMAGES = 4096  # a multiple of every batch size tried, so XLA compiles one shape; ~10 s a variant
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -58,17 +59,25 @@ def layer_flops(layer: Any) -> int:
 
 
 def forward_flops(model: Any) -> int:
+    """FLOPs of one image's forward pass: the conv and dense layers' multiply-adds x2."""
     return sum(layer_flops(layer) for layer in model.layers)
 
 
+def training_flops(model: Any) -> int:
+    """Forward + backward for one image: the backward pass costs two forwards (input and weight gradients),
+    except the first layer's, whose input needs no gradient."""
+    return 3 * forward_flops(model) - layer_flops(model.layers[1])
+
+
 def layer_profile(model: Any, batch: int = 64, repeats: int = 5) -> list[dict[str, Any]]:
-    """Where a training step's time goes: each layer's forward + backward timed alone on a batch of its input
-    shape, with the GFLOP/s its convolution or matmul reaches (training FLOPs = 3x forward)."""
+    """Where a training step's time goes: each layer timed alone on a batch of its input shape, forward and
+    forward + backward, with the GFLOP/s its convolution or matmul reaches (counted as in `training_flops`)."""
     import tensorflow as tf
 
     rows = []
     for i, layer in enumerate(model.layers[1:]):
         x = tf.random.uniform((batch, *layer.input.shape[1:]))
+        forward = tf.function(lambda x, layer=layer: tf.reduce_sum(layer(x, training=True)))
 
         @tf.function
         def step(x: Any, layer: Any = layer, first: bool = i == 0) -> Any:
@@ -79,10 +88,13 @@ def layer_profile(model: Any, batch: int = 64, repeats: int = 5) -> list[dict[st
             grads = tape.gradient(loss, ([] if first else [x]) + layer.trainable_weights)
             return tf.add_n([tf.reduce_sum(g) for g in grads]) if grads else loss
 
-        step(x).numpy()
-        seconds = _median_time(lambda: step(x).numpy(), repeats)  # noqa: B023 (called here, in this iteration)
-        flops = 3 * layer_flops(layer) * batch
-        rows.append({"layer": layer.name, "ms": seconds * 1000, "gflops": flops / seconds / 1e9 if flops else None})
+        seconds = {}
+        for name, fn in (("forward", forward), ("step", step)):
+            fn(x).numpy()
+            seconds[name] = _median_time(lambda: fn(x).numpy(), repeats)  # noqa: B023 (called in this iteration)
+        flops = (2 if i == 0 else 3) * layer_flops(layer) * batch
+        rows.append({"layer": layer.name, "forward_ms": seconds["forward"] * 1000, "ms": seconds["step"] * 1000,
+                     "gflops": flops / seconds["step"] / 1e9 if flops else None})
     total = sum(r["ms"] for r in rows)
     for r in rows:
         r["share"] = r["ms"] / total
@@ -106,28 +118,35 @@ def input_pipeline(limit: int | None) -> dict[str, float]:
     return {"images": len(x), "cold_img_s": cold, "warm_img_s": warm, "warm_over_cold": warm / cold}
 
 
-def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float) -> dict[str, float]:
-    """img/s for the three ways a stage trains, on the same images, one timed epoch each after warm-up."""
+def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float,
+                        variants: bool = False) -> dict[str, Any]:
+    """img/s for the three ways a stage trains, on the same images, one timed epoch each after warm-up;
+    `variants`: all-trainable img/s for batch 64/128/256 with and without XLA, the settings one would try next."""
     import keras
     import tensorflow as tf
 
     pre = models.preprocess_fn("alexnet4")
     out: dict[str, float] = {}
 
-    def timed_fit(model: Any, data: np.ndarray, preprocess) -> float:
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        ds = datasets.make_tf_dataset(data, y, batch_size=64, preprocess=preprocess, shuffle=True, seed=0)
+    def timed_fit(model: Any, data: np.ndarray, preprocess, batch_size: int = 64, jit: bool = False) -> float:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                      jit_compile=jit)
+        ds = datasets.make_tf_dataset(data, y[:len(data)], batch_size=batch_size, preprocess=preprocess,
+                                      shuffle=True, seed=0)
         model.fit(ds.take(3), verbose=0)
         return len(data) / _median_time(lambda: model.fit(ds, verbose=0), 1)
 
     scratch = models.build_model("alexnet4", 3, SIZE, seed=0)
     out["all_trainable_img_s"] = timed_fit(scratch, x, pre)
-    flops = forward_flops(scratch)
-    out["train_gflop_per_image"] = 3 * flops / 1e9
-    out["achieved_gflops"] = out["all_trainable_img_s"] * 3 * flops / 1e9
+    out["train_gflop_per_image"] = training_flops(scratch) / 1e9
+    out["achieved_gflops"] = out["all_trainable_img_s"] * out["train_gflop_per_image"]
     out["matmul_peak_gflops"] = peak
     out["roofline_ratio"] = out["achieved_gflops"] / peak
     out["layer_profile"] = layer_profile(scratch)
+    if variants:
+        out["variants"] = [{"batch_size": b, "jit_compile": jit, "img_s": timed_fit(
+            models.build_model("alexnet4", 3, SIZE, seed=0), x[:VARIANT_IMAGES], pre, b, jit)}
+            for b in (64, 128, 256) for jit in (False, True)]
 
     frozen = transfer.replace_head(parent, 3, seed=0)
     transfer.apply_freeze(frozen, "first:4")
@@ -215,7 +234,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     x, y, _ = datasets.load_split_arrays("fruits360-3", "train", SIZE, limit_per_class=300 if quick else None)
     parent_id = _find_parent()
     parent = runs.load_model(parent_id) if parent_id else models.build_model("alexnet4", 103, SIZE, seed=1)
-    results["training"] = training_throughput(x, y, parent, results["matmul_peak_gflops"])
+    results["training"] = training_throughput(x, y, parent, results["matmul_peak_gflops"], variants=not quick)
     results["time_to_accuracy"] = time_to_accuracy(quick)
     from core.config import data_root
 
@@ -239,11 +258,15 @@ def report(r: dict[str, Any]) -> str:
         f"{tr['feature_cached_head_img_s']:.0f} img/s (features extracted at {tr['feature_extraction_img_s']:.0f} img/s)",
         f"roofline: matmul fp32 {r['matmul_peak_gflops']:.1f} GFLOP/s; alexnet4 training "
         f"{tr['train_gflop_per_image'] * 1000:.1f} MFLOP/image -> {tr['achieved_gflops']:.1f} GFLOP/s = "
-        f"{tr['roofline_ratio']:.0%} of peak (goal >= 75%); per layer, forward + backward alone on a batch of 64:",
+        f"{tr['roofline_ratio']:.0%} of peak (goal >= 75%); per layer, alone on a batch of 64 (share of the layers' summed time):",
     ]
-    lines += [f"  {p['layer']:<22} {p['ms']:6.1f} ms/batch {p['share']:4.0%}"
-              + (f"  {p['gflops']:5.1f} GFLOP/s = {p['gflops'] / r['matmul_peak_gflops']:.0%} of peak" if p["gflops"] else "")
+    peak = r["matmul_peak_gflops"]
+    lines += [f"  {p['layer']:<22} forward {p['forward_ms']:5.1f} ms, + backward {p['ms']:6.1f} ms ({p['share']:4.0%})"
+              + (f"  {p['gflops']:5.1f} GFLOP/s = {p['gflops'] / peak:.0%} of peak" if p["gflops"] else "")
               for p in tr.get("layer_profile", [])]
+    if tr.get("variants"):
+        lines.append(f"all trainable on {VARIANT_IMAGES} images, img/s by batch size and XLA: " + ", ".join(
+            f"{v['batch_size']}{' XLA' if v['jit_compile'] else ''} {v['img_s']:.0f}" for v in tr["variants"]))
     for name, goal in (("transfer", "<= 15 s"), ("scratch", "<= 180 s")):
         m = tta[name]
         lines.append(f"fruits360-3 {name}: {m['wall_time_s']:.1f} s wall ({goal}), test accuracy "

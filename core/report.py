@@ -38,23 +38,25 @@ def findings_markdown(rows: list[dict] | None = None, dataset: str = "fruits360-
 
 
 def _preset_table(rows: list[dict], preset: str) -> str | None:
-    """Every finished stage of a preset, grouped by device, dataset, arch and freeze policy: n, accuracy, time."""
+    """Every finished stage of a preset, grouped by device, dataset, training images, arch and freeze policy:
+    n, accuracy, time. The image count tells a shortened run (`limit_per_class`) from the preset's own."""
     done = [r for r in compare.finished(rows) if r.get("preset") == preset]
     if not done:
         return None
     groups: dict[tuple, list[dict]] = {}
     for r in done:
         key = (str(r.get("device")), str(r.get("pipeline")), int(r.get("stage_index") or 0), str(r.get("dataset")),
-               str(r.get("arch")), str(r.get("freeze")))
+               r.get("n_train") or 0, str(r.get("arch")), str(r.get("freeze")))
         groups.setdefault(key, []).append(r)
     lines = [f"**{preset}** — every finished stage; mean ± std where repeated.", "",
-             "| device | pipeline | stage | dataset | arch | freeze | runs | test accuracy | wall time (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| device | pipeline | stage | dataset | train images | arch | freeze | runs | test accuracy | wall time (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(groups):
         members = groups[key]
         acc = compare._stats([float(m["test_accuracy"]) for m in members])
         wall = compare._stats([float(m["wall_time_s"]) for m in members])
-        lines.append("| " + " | ".join(map(str, key)) + f" | {len(members)} | {_fmt(*acc, 4)} | {_fmt(*wall)} |")
+        cells = [*map(str, key[:4]), f"{key[4]:,}" if key[4] else "—", *key[5:]]
+        lines.append("| " + " | ".join(cells) + f" | {len(members)} | {_fmt(*acc, 4)} | {_fmt(*wall)} |")
     return "\n".join(lines)
 
 

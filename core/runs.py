@@ -219,6 +219,7 @@ def summary_row(run: dict[str, Any]) -> dict[str, Any]:
         "freeze": stage.get("freeze"),
         "seed": stage.get("seed"),
         "epochs_run": m.get("epochs_run"),
+        "n_train": m.get("n_train"),
         "test_accuracy": m.get("test_accuracy"),
         "val_accuracy": m.get("val_accuracy"),
         "kappa": m.get("kappa"),

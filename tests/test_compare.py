@@ -138,14 +138,19 @@ def test_findings_are_per_device_and_only_paper_b():
             row("t1", "transfer", 10.0, 0.97, device="CPU", **b), row("t2", "transfer", 10.0, 0.99, device="CPU", **b),
             row("g1", "scratch", 8.0, 0.96, device="GPU: NVIDIA H100", **b),
             row("g2", "transfer", 1.0, 0.98, device="GPU: NVIDIA H100", **b),
-            row("a1", "transfer", 1.0, 0.10, device="CPU", arch="alexnet16", preset="paper-a-alexnet-widths")]
+            row("a1", "transfer", 1.0, 0.10, device="CPU", arch="alexnet16", preset="paper-a-alexnet-widths",
+                n_train=9000),
+            row("a2", "transfer", 3.0, 0.30, device="CPU", arch="alexnet16", preset="paper-a-alexnet-widths",
+                n_train=45000)]
     text = report.findings_markdown(rows)
     cpu, gpu = text.split("**GPU: NVIDIA H100**")
     assert "| scratch | 2 | 120.0 ± 28.3 |" in cpu and "| transfer (last stage) | 2 | 10.0 ± 0.0 |" in cpu
     assert "**12.0x** faster" in cpu and "**+0.0400**" in cpu  # paper A's run is not mixed in
     assert "| scratch | 1 | 8.0 |" in gpu and "**8.0x** faster" in gpu
     assert "**paper-a-alexnet-widths**" in gpu  # paper A in a table of its own, after paper B
-    assert "| CPU | transfer | 0 | fruits360-3 | alexnet16 | first:4 | 1 | 0.1000 | 1.0 |" in gpu
+    # a shortened run (fewer training images) is its own row, not averaged with the full one
+    assert "| CPU | transfer | 0 | fruits360-3 | 9,000 | alexnet16 | first:4 | 1 | 0.1000 | 1.0 |" in gpu
+    assert "| CPU | transfer | 0 | fruits360-3 | 45,000 | alexnet16 | first:4 | 1 | 0.3000 | 3.0 |" in gpu
     assert report.findings_markdown(rows[:2]).startswith("No finished scratch and transfer runs")
 
 
