@@ -18,7 +18,7 @@ GROUPINGS = {"method": ("method",), "method + arch": ("method", "arch"), "pipeli
              "method + freeze": ("method", "freeze")}
 TABLE_COLUMNS = (
     "run_id", "status", "created", "preset", "pipeline", "stage_index", "repeat", "method", "dataset", "arch",
-    "source", "freeze", "seed", "epochs_run", "test_accuracy", "val_accuracy", "kappa", "wall_time_s",
+    "source", "freeze", "seed", "epochs_run", "n_train", "test_accuracy", "val_accuracy", "kappa", "wall_time_s",
     "time_to_target_s", "trainable_params", "non_trainable_params", "device", "has_model", "parent_run",
     "pipeline_id", "error",
 )
