@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from core import compare, report
+from core.config import results_root
 
 
 def row(run_id, method, wall, acc, kappa=None, ttt=None, dataset="fruits360-3", parent=None, status="done",
@@ -160,3 +161,10 @@ def test_cli_report_prints_the_stored_findings(capsys):
     assert cli.main(["runs", "report"]) == 0
     out = capsys.readouterr().out
     assert "transfer (last stage)" in out and "**paper-d-architecture-survey**" in out
+
+
+def test_results_readme_findings_are_the_generated_ones():
+    """The findings block is never edited by hand: it must equal what `runs report --write` would put there."""
+    text = (results_root() / "README.md").read_text()
+    block = text.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
+    assert block.strip("\n") == report.findings_markdown()
