@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from core import models, runs
+from core.calibration import Calibration
 from core.config import TransferLabError, atomic_write_bytes, data_root, read_json
 from core.images import load_rgb
 
@@ -41,8 +42,21 @@ def resolve_model(spec: str = "latest") -> str:
 
 
 def model_record(run_id: str) -> dict[str, Any]:
-    folder = runs.default_model_dir() if run_id == runs.DEFAULT_MODEL_DIR else runs.run_dir(run_id)
-    return read_json(folder / "config.json", {}) or {}
+    return read_json(runs.model_folder(run_id) / "config.json", {}) or {}
+
+
+def model_calibration(run_id: str) -> Calibration:
+    """The temperature and "not sure" threshold fitted when the run trained (identity for older runs)."""
+    metrics = read_json(runs.model_folder(run_id) / "metrics.json", {})
+    return Calibration.from_dict(metrics.get("calibration") if isinstance(metrics, dict) else None)
+
+
+def tta_views(image: np.ndarray) -> np.ndarray:
+    """Test-time augmentation: the image, its mirror, and a 90% centre crop of each, at the same size."""
+    h, w = image.shape[:2]
+    dy, dx = round(h * 0.05), round(w * 0.05)
+    crop = np.asarray(Image.fromarray(image[dy:h - dy, dx:w - dx]).resize((w, h), Image.Resampling.BILINEAR))
+    return np.stack([image, image[:, ::-1], crop, crop[:, ::-1]])
 
 
 @dataclass
@@ -59,6 +73,7 @@ class Classifier:
     arch: str
     input_size: int
     lite_model: bytes | None = None
+    calibration: Calibration = Calibration()
 
     def __post_init__(self) -> None:
         import tensorflow as tf
@@ -91,16 +106,20 @@ class Classifier:
         """Exactly the training preprocessing: EXIF upright, RGB, resized to the model's input."""
         return load_rgb(source, self.input_size, name)
 
-    def classify(self, source: str | Path | bytes, name: str | None = None, top_k: int = 3) -> dict[str, Any]:
+    def classify(self, source: str | Path | bytes, name: str | None = None, top_k: int = 3,
+                 tta: bool = False) -> dict[str, Any]:
+        """Calibrated probabilities; `sure` is False below the run's validation-chosen threshold."""
         image = self.prepare(source, name)
         t0 = time.perf_counter()
-        probs = self.probabilities(image[None])[0]
+        raw = self.probabilities(tta_views(image)).mean(axis=0) if tta else self.probabilities(image[None])[0]
         latency_ms = (time.perf_counter() - t0) * 1000
+        probs = self.calibration.apply(raw[None])[0]
         order = np.argsort(probs)[::-1]
-        return {"label": self.labels[order[0]],
+        return {"label": self.labels[order[0]], "sure": bool(probs[order[0]] >= self.calibration.threshold),
+                "threshold": self.calibration.threshold,
                 "probabilities": {self.labels[i]: float(probs[i]) for i in order},
                 "top_k": [(self.labels[i], float(probs[i])) for i in order[:top_k]],
-                "model_ms": latency_ms, "image": image}
+                "model_ms": latency_ms, "image": image, "tta": tta}
 
 
 @lru_cache(maxsize=4)
@@ -109,7 +128,7 @@ def _load_classifier(run_id: str, mtime: float) -> Classifier:
     record = model_record(run_id)
     arch = record.get("stage", {}).get("arch", "alexnet4")
     return Classifier(run_id, model, runs.labels_for(run_id), arch, int(model.input_shape[1]),
-                      lite_model(run_id, model, arch, mtime))
+                      lite_model(run_id, model, arch, mtime), model_calibration(run_id))
 
 
 def _to_tflite(model: Any, arch: str) -> bytes:
@@ -178,7 +197,7 @@ def classify_paths(paths: list[str], model: str = "latest", top_k: int = 3) -> l
     for path in paths:
         try:
             r = clf.classify(path, name=Path(path).name, top_k=top_k)
-            out.append({"path": path, "label": r["label"], "probabilities": r["probabilities"],
+            out.append({"path": path, "label": r["label"], "sure": r["sure"], "probabilities": r["probabilities"],
                         "model": clf.run_id, "model_ms": round(r["model_ms"], 3)})
         except TransferLabError as exc:
             out.append({"path": path, "error": str(exc)})

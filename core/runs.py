@@ -295,10 +295,14 @@ def latest_model_run() -> str | None:
     return None
 
 
+def model_folder(run_id: str) -> Path:
+    """The folder of a run, or of the shipped default model (`default`)."""
+    return default_model_dir() if run_id == DEFAULT_MODEL_DIR else run_dir(run_id)
+
+
 def model_path(run_id: str) -> Path:
     """The saved model of a finished run, or of the shipped default model (`default`)."""
-    folder = default_model_dir() if run_id == DEFAULT_MODEL_DIR else run_dir(run_id)
-    path = folder / "model.keras"
+    path = model_folder(run_id) / "model.keras"
     if not path.is_file():
         raise TransferLabError(f"Run {run_id} has no saved model ({path.name} missing).")
     return path
@@ -319,8 +323,7 @@ def load_model(run_id: str) -> Any:
 
 
 def labels_for(run_id: str) -> list[str]:
-    folder = default_model_dir() if run_id == DEFAULT_MODEL_DIR else run_dir(run_id)
-    labels = read_json(folder / "labels.json")
+    labels = read_json(model_folder(run_id) / "labels.json")
     if not isinstance(labels, list):
         raise TransferLabError(f"Run {run_id} has no labels.json.")
     return labels

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import core
-from core import datasets, models, runs, transfer
+from core import calibration, datasets, models, runs, transfer
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment, StageConfig, check_experiment
 
@@ -370,6 +370,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     test_loss = float(np.mean(-np.log(np.clip(probs[np.arange(len(y_te)), y_te], 1e-7, 1.0))))
     val_probs = predict_batches(model, x_va, preprocess)
     val_acc = float((val_probs.argmax(1) == y_va).mean())
+    cal = calibration.calibrate(val_probs, y_va)
     runs.save_model(run_id, model)
     runs.write_json(run_id, "confusion.json", {"classes": classes, "matrix": test["confusion"]})
     _write_confusion_csv(run_id, classes, test["confusion"])
@@ -382,6 +383,8 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     return {
         "test_accuracy": test["accuracy"], "test_loss": test_loss, "kappa": test["kappa"],
         "per_class": test["per_class"],
+        "calibration": {**cal.to_dict(), "test_ece_before": calibration.expected_calibration_error(probs, y_te),
+                        "test_ece_after": calibration.expected_calibration_error(cal.apply(probs), y_te)},
         "val_accuracy": val_acc, "val_loss": last.get("val_loss"),
         "train_accuracy": last.get("accuracy"), "train_loss": last.get("loss"),
         "best_epoch": best_epoch, "epochs_run": epochs_run,

@@ -27,8 +27,8 @@ EXPORT_MIME = {"keras": "application/octet-stream", "savedmodel": "application/z
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _classify(root: str, run_id: str, mtime: float, name: str, digest: str, _data: bytes,
-              top_k: int) -> dict[str, Any]:
-    return common.classifier(run_id).classify(_data, name=name, top_k=top_k)
+              top_k: int, tta: bool) -> dict[str, Any]:
+    return common.classifier(run_id).classify(_data, name=name, top_k=top_k, tta=tta)
 
 
 @st.cache_data(show_spinner="Computing the Grad-CAM heatmap…", max_entries=64)
@@ -84,7 +84,7 @@ def upload() -> list:
         help="One image gets the full view; several get a table you can download as CSV.") or []
 
 
-def classify_one(run_id: str, file, top_k: int) -> dict[str, Any]:
+def classify_one(run_id: str, file, top_k: int, tta: bool = False) -> dict[str, Any]:
     """One uploaded file -> a result dict, or {'error': one sentence} for anything that is not a good image."""
     name = file.name
     if Path(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
@@ -92,7 +92,8 @@ def classify_one(run_id: str, file, top_k: int) -> dict[str, Any]:
     data = file.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     try:
-        result = _classify(common.results_key(), run_id, common.model_mtime(run_id), name, digest, data, top_k)
+        result = _classify(common.results_key(), run_id, common.model_mtime(run_id), name, digest, data, top_k,
+                           tta)
     except TransferLabError as exc:
         return {"file": name, "error": str(exc)}
     return {"file": name, "digest": digest, **result}
@@ -100,8 +101,15 @@ def classify_one(run_id: str, file, top_k: int) -> dict[str, Any]:
 
 def show_detail(run_id: str, result: dict[str, Any], labels: list[str], gradcam: bool) -> None:
     top_label, top_p = result["top_k"][0]
-    st.markdown(f"#### Prediction: **{top_label}** ({top_p:.1%})")
-    st.caption(f"{result['file']} · model latency {result['model_ms']:.1f} ms (forward pass only)")
+    if result["sure"]:
+        st.markdown(f"#### Prediction: **{top_label}** ({top_p:.1%})")
+    else:
+        guesses = ", ".join(f"{c} {p:.0%}" for c, p in result["top_k"])
+        st.markdown(f"#### Not sure — top guesses: {guesses}")
+        st.caption(f"The model answers only at {result['threshold']:.0%} confidence or more (calibrated; the "
+                   "threshold was chosen on the run's validation images).")
+    st.caption(f"{result['file']} · model latency {result['model_ms']:.1f} ms (forward pass only"
+               f"{', 4 views averaged' if result['tta'] else ''})")
     left, middle, right = st.columns([1, 1, 2])
     with left:
         st.image(result["image"], caption="model input", width=200)
@@ -130,7 +138,8 @@ def results_table(results: list[dict[str, Any]]) -> pd.DataFrame:
             rows.append({"file": r["file"], "prediction": None, "probability": None, "model_ms": None,
                          "top_k": None, "error": r["error"]})
         else:
-            rows.append({"file": r["file"], "prediction": r["label"], "probability": r["top_k"][0][1],
+            rows.append({"file": r["file"], "prediction": r["label"] if r["sure"] else f"not sure ({r['label']}?)",
+                         "probability": r["top_k"][0][1],
                          "model_ms": round(r["model_ms"], 3),
                          "top_k": "; ".join(f"{c} {p:.3f}" for c, p in r["top_k"]), "error": None})
     return pd.DataFrame(rows)
@@ -171,14 +180,16 @@ def main() -> None:
         return
     st.caption(f"{len(clf.labels)} classes: {', '.join(clf.labels[:20])}{' …' if len(clf.labels) > 20 else ''}"
                f" · input {clf.input_size}×{clf.input_size} · {clf.arch} · answers through {clf.engine}")
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     top_k = c1.slider("Top-k", 1, max(1, min(10, len(clf.labels))), min(3, len(clf.labels)))
     gradcam = c2.toggle("Grad-CAM heatmap", value=True)
+    tta = c3.toggle("Test-time augmentation", value=False,
+                    help="Average the image, its mirror and a 90% centre crop of each (4 forward passes).")
     files = upload()
     if not files:
         st.info("Upload one or more fruit photos to classify them.", icon=":material/photo_camera:")
     else:
-        results = [classify_one(run_id, f, top_k) for f in files]
+        results = [classify_one(run_id, f, top_k, tta) for f in files]
         for r in results:
             if "error" in r:
                 st.error(r["error"])
