@@ -15,6 +15,8 @@ Freeze policies (docs/models.md): terms joined with "+" (or given as a list); th
                     conv2d_1, batch_normalization_1, conv2d_2, batch_normalization_2, conv2d_3)
     last-block      everything frozen but the last conv block and what follows it (VGG block5_*; alexnets
                     the last conv layer; resnet/densenet conv5_*, mobilenet_v2 block_16_*, efficientnet block7*)
+    batchnorm       every BatchNormalization layer: fine-tuning with "last-block+batchnorm" keeps their
+                    statistics and inference-mode behaviour (the Keras fine-tuning guide's rule)
     <pattern>       any other term is a layer name or fnmatch pattern (e.g. "block*", "conv2d_?"); a nested
                     base's name (e.g. "resnet50") means all of its layers
 
@@ -161,6 +163,8 @@ def _resolve(model: keras.Model, policy: str | list[str], pairs: list[tuple[Any,
         elif low == "last-block":
             start = _last_block_start(model, pairs)
             hits = set(range(max(start, 0)))
+        elif low == "batchnorm":
+            hits = {i for i, leaf in enumerate(leaves) if isinstance(leaf, keras.layers.BatchNormalization)}
         elif low.startswith("first:"):
             k = low[6:].strip()
             if not k.isdigit() or int(k) < 1:

@@ -42,6 +42,8 @@ def _x(n=4, size=48, seed=0):
     ("first:4", ["conv2d_1", "batch_normalization_1", "conv2d_2", "batch_normalization_2", "conv2d_3", "conv2d_4"]),
     ("all-but-head", ALEX4_WEIGHTED[:-1]),
     ("last-block", ["conv2d_1", "batch_normalization_1", "conv2d_2", "batch_normalization_2", "conv2d_3"]),
+    ("batchnorm", ["batch_normalization_1", "batch_normalization_2"]),
+    ("dense_1+batchnorm", ["batch_normalization_1", "batch_normalization_2", "dense_1"]),
     (["conv2d_1", "dense_2"], ["conv2d_1", "dense_2"]),
     ("conv2d_?+dense_1", ["conv2d_1", "conv2d_2", "conv2d_3", "conv2d_4", "dense_1"]),
     ("first:1 + dense_1", ["conv2d_1", "batch_normalization_1", "dense_1"]),
