@@ -12,7 +12,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import TransferLabError
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"}
+try:  # HEIC/HEIF: iPhones' default photo format
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_EXTENSIONS = {".heic", ".heif"}
+except ImportError:
+    HEIF_EXTENSIONS = set()
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"} | HEIF_EXTENSIONS
 MAX_PIXELS = 50_000_000  # refuse larger images; Pillow's own bomb guard stays on too
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Process-wide, set once: images decode in thread pools, and warnings.catch_warnings is not thread-safe (two
@@ -51,7 +59,8 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         size = f"{int(found[1]) / 1e6:.1f}" if found else f"over {MAX_PIXELS // 1_000_000}"
         raise ImageError(_too_large(label, size)) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image Pillow can read (jpg, png, webp, bmp, gif).") from None
+        raise ImageError(f"{label}: not an image Pillow can read "
+                         f"({', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}).") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise ImageError(f"{label}: cannot read the file ({exc.strerror}).") from None
     except (OSError, ValueError, SyntaxError) as exc:

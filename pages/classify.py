@@ -77,11 +77,16 @@ def pick_model() -> str | None:
 
 
 def upload() -> list:
-    return st.file_uploader(
+    files = st.file_uploader(
         f"Images ({', '.join(UPLOAD_TYPES)}; up to {common.MAX_UPLOAD_MB} MB and "
         f"{MAX_PIXELS // 1_000_000} megapixels per file)",
         accept_multiple_files=True, key="classify_upload",
         help="One image gets the full view; several get a table you can download as CSV.") or []
+    if st.toggle("Take a photo with the camera", key="classify_camera_on"):
+        shot = st.camera_input("Camera", key="classify_camera")
+        if shot is not None:
+            files = [*files, shot]
+    return files
 
 
 def classify_one(run_id: str, file, top_k: int, tta: bool = False) -> dict[str, Any]:

@@ -384,3 +384,26 @@ def test_train_cancel_stops_a_running_job(fresh_results):
     cancel.click().run()
     poll(at, lambda a: job_status(a) == "cancelled", timeout_s=60)
     assert "Cancelled" in texts(at.warning)
+
+
+@pytest.mark.realdata
+def test_classify_takes_an_iphone_heic_photo_and_offers_the_camera(real_data_root, tmp_path, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from core import runs
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO_ROOT / "results" / runs.DEFAULT_MODEL_DIR, results / runs.DEFAULT_MODEL_DIR)
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(results))
+    heic = io.BytesIO()
+    Image.open(fruit_image(real_data_root, "Pear Williams")).save(heic, format="HEIF", quality=95)
+    at = page("pages/classify.py")
+    at.file_uploader[0].set_value(("IMG_0001.HEIC", heic.getvalue(), "image/heic")).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "pear" in next(m.value for m in at.markdown if "Prediction:" in str(m.value) or "Not sure" in
+                          str(m.value))
+    assert not at.get("camera_input")
+    at.toggle(key="classify_camera_on").set_value(True).run()
+    assert not at.exception and len(at.get("camera_input")) == 1
