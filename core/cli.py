@@ -42,14 +42,9 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
             shown[0] = step
             print(f"\r{message}" if tty else message, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    report = datasets.import_dataset(args.source, name=args.name, progress=progress)
+    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or ())
     print(file=sys.stderr)
-    if args.json:
-        _print_json(report.__dict__)
-    else:
-        total = {split: sum(c.values()) for split, c in report.counts.items()}
-        print(f"Imported {report.name}: {len(report.classes)} classes, images per split {total}, "
-              f"{report.skipped_files} non-image files skipped, {len(report.unreadable)} unreadable images left out.")
+    _print_json(report.__dict__) if args.json else print(report.summary())
     return 0
 
 
@@ -255,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ds.add_parser("import", help="import a zip, a directory or a URL to a zip into the data root")
     imp.add_argument("source")
     imp.add_argument("--name")
+    imp.add_argument("--exclude", action="append", metavar="NAME",
+                     help="leave out this class folder (repeatable); folders holding a labels.csv are left out anyway")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_datasets_import)
     exp = ds.add_parser("export", help="write an imported dataset resized, as JPEGs (a copy for a GPU server)")
