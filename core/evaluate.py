@@ -18,6 +18,8 @@ import numpy as np
 
 from core import datasets, predict, runs
 from core.config import TransferLabError
+from core.console import print_json, table
+from core.datasets_io import read_meta
 
 SPLITS = runs.EVAL_SPLITS
 BATCH = 64
@@ -106,6 +108,21 @@ def scores(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str]) -> dict[
             "classes": list(classes), "per_class": per_class, "confusion": matrix.tolist()}
 
 
+def default_split(model: str, dataset: str) -> str:
+    """`all` for a set stored without train/test folders that the model was not trained on (an evaluation-only
+    set such as the real-photos dev set), else `test`: never score a model on its own training images."""
+    meta = read_meta(dataset)
+    if not meta or list(meta.get("splits") or []) != ["all"]:
+        return "test"
+    stage = predict.model_record(predict.resolve_model(model)).get("stage", {})
+    trained_on = {stage.get("dataset"), stage.get("name")}
+    try:
+        trained_on |= {datasets.load_view(str(stage.get("dataset")))["source"]}
+    except TransferLabError:
+        pass
+    return "test" if dataset in trained_on else "all"
+
+
 def evaluate(
     model: str,
     dataset: str,
@@ -155,3 +172,17 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"truth": c, **dict(zip(result["classes"], result["confusion"][i], strict=True)),
              "recall": result["per_class"][i]["recall"], "precision": result["per_class"][i]["precision"]}
             for i, c in enumerate(result["classes"])]
+
+
+def cli(model: str, dataset: str, maps: Sequence[str], split: str | None, as_json: bool) -> int:
+    """`python -m core evaluate`: evaluate, store, and print the table (or the stored JSON)."""
+    result = evaluate(model, dataset, parse_mapping(maps), split or default_split(model, dataset))
+    if as_json:
+        print_json(result)
+        return 0
+    mapped = ", ".join(f"{k}->{v}" for k, v in result["mapping"].items() if k != v) or "by name"
+    print(f"{result['run_id']} on {dataset} ({result['split']}, {result['n']} images, mapping {mapped}): "
+          f"accuracy {result['accuracy']:.4f}, balanced accuracy {result['balanced_accuracy']:.4f}")
+    table(table_rows(result), ["truth", *result["classes"], "recall", "precision"])
+    print(f"Rows: true class (dataset classes mapped), columns: the model's answer. Stored in {result['path']}.")
+    return 0

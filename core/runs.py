@@ -164,8 +164,8 @@ def _status_of_older_run(folder: Path) -> dict[str, Any]:
 
 
 def get_run(run_id: str) -> dict[str, Any]:
-    """Everything about one run, tolerant of missing files (older versions, interrupted runs)."""
-    folder = run_dir(run_id)
+    """Everything about one run (or the shipped `default`), tolerant of missing files (older versions, ...)."""
+    folder = model_dir(run_id)
     config = read_json(folder / "config.json")
     if not isinstance(config, dict):
         raise TransferLabError(f"Run {run_id!r} does not exist in {runs_dir()}.")
