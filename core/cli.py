@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source")
     imp.add_argument("--name")
     imp.add_argument("--exclude", action="append", metavar="NAME",
-                     help="leave out this class folder (repeatable); folders holding a labels.csv are left out anyway")
+                     help="leave out this class folder (repeatable); a folder holding labels.csv is left out anyway")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_datasets_import)
     exp = ds.add_parser("export", help="write an imported dataset resized, as JPEGs (a copy for a GPU server)")

@@ -50,7 +50,7 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }  # fmt: skip
 ARCHIVE_SUFFIXES = (".zip",)
-LABEL_TABLE_SUFFIXES = (".csv", ".tsv")  # a class folder holding one is annotated images (e.g. multi-label), not a class
+LABEL_TABLE_SUFFIXES = (".csv", ".tsv")  # a class folder holding a label table is annotated images, not a class
 FRAME_NAME_RE = re.compile(
     r"^(?:r\d*_)?(\d+)_\d+\.\w+$", re.IGNORECASE
 )  # Fruits-360: 12_100.jpg, r2_5_100.jpg
@@ -71,7 +71,7 @@ class ImportReport:
     skipped_files: int = 0  # non-image files, hidden files, files outside the detected layout
     unreadable: list[str] = field(default_factory=list)  # images that failed to decode (not copied)
     kind: str = "local"
-    excluded: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> {"images", "reason"}, not a class
+    excluded: dict[str, dict[str, Any]] = field(default_factory=dict)  # left-out folder -> {"images", "reason"}
 
     @property
     def total(self) -> int:

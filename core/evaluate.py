@@ -67,7 +67,7 @@ def resolve_mapping(
 
 
 def suggest_mapping(dataset_classes: Sequence[str], model_classes: Sequence[str]) -> dict[str, str | None]:
-    """A first guess for a form: the same name (any case), else a catch-all name (`other` -> `noise`), else None."""
+    """A first guess for a form: the same name (any case), else a catch-all (`other` -> `noise`), else None."""
     by_fold = {m.casefold(): m for m in model_classes}
     catch_all = next((m for m in model_classes if m.casefold() in NOISE_NAMES), None)
     return {c: by_fold.get(c.casefold()) or (catch_all if c.casefold() in NOISE_NAMES else None)
@@ -133,7 +133,7 @@ def evaluate(
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[str, Any]:
     """Score a stored model (`RUN_ID`, `default` or `latest`) on one split of an imported dataset; with
-    `store`, keep the result in the run's `evaluations/` (replacing an earlier one of the same dataset and split)."""
+    `store`, keep it in the run's `evaluations/` (replacing an earlier one of the same dataset and split)."""
     if split not in SPLITS:
         raise TransferLabError(f"split must be one of {', '.join(SPLITS)}, not {split!r}.")
     clf = predict.load_classifier(model)
@@ -144,7 +144,8 @@ def evaluate(
     for batch in batches:
         preds.append(np.argmax(clf.probabilities(batch), axis=1))
         if progress:
-            progress(f"Evaluated {min(len(preds) * BATCH, len(y))} of {len(y)} images", len(preds) * BATCH / len(y))
+            done = min(len(preds) * BATCH, len(y))
+            progress(f"Evaluated {done} of {len(y)} images", done / len(y))
     pred = np.concatenate(preds) if preds else np.zeros(0, int)
     to_model = np.array([clf.labels.index(resolved[c]) for c in classes], int)
     result = {"run_id": clf.run_id, "dataset": dataset, "split": split, "mapping": resolved,

@@ -94,7 +94,7 @@ def append_history(run_id: str, row: dict[str, Any]) -> None:
 
 
 def read_history(run_id: str) -> list[dict[str, Any]]:
-    path = run_dir(run_id) / "history.csv"
+    path = model_dir(run_id) / "history.csv"
     if not path.exists():
         return []
     with path.open(newline="") as f:
