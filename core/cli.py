@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-from typing import Any
 
 from core.config import TransferLabError
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
-
-
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[("" if r.get(c) is None else f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r[c]))
-              for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-
+from core.console import ConsoleProgress
+from core.console import print_json as _print_json
+from core.console import table as _table
 
 # ---- datasets ----------------------------------------------------------------------------------------------
 
@@ -42,14 +26,9 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
             shown[0] = step
             print(f"\r{message}" if tty else message, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    report = datasets.import_dataset(args.source, name=args.name, progress=progress)
+    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or ())
     print(file=sys.stderr)
-    if args.json:
-        _print_json(report.__dict__)
-    else:
-        total = {split: sum(c.values()) for split, c in report.counts.items()}
-        print(f"Imported {report.name}: {len(report.classes)} classes, images per split {total}, "
-              f"{report.skipped_files} non-image files skipped, {len(report.unreadable)} unreadable images left out.")
+    _print_json(report.__dict__) if args.json else print(report.summary())
     return 0
 
 
@@ -108,33 +87,6 @@ def cmd_models_show(args: argparse.Namespace) -> int:
 
 
 # ---- train / runs ------------------------------------------------------------------------------------------
-
-
-class ConsoleProgress:
-    """A one-line progress bar on a terminal; one line per epoch and phase in a log file."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last_key: tuple = ()
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        head = (f"[{info.get('step', 1)}/{info.get('steps', 1)}] {info.get('pipeline', '')} "
-                f"stage {info.get('stage', 1)}/{info.get('stages', 1)}"
-                + (f" repeat {info['repeat']}/{info['repeats']}" if info.get("repeats", 1) > 1 else ""))
-        if info.get("phase") != "training":
-            print(f"{head}: {info.get('phase')}", file=sys.stderr, flush=True)
-            return
-        frac = info["batch"] / info["batches"]
-        bar = "#" * int(frac * 20)
-        logs = info.get("logs", {})
-        line = (f"{head} epoch {info['epoch']}/{info['epochs']} [{bar:<20}] {info['batch']}/{info['batches']} "
-                f"loss {logs.get('loss', float('nan')):.4f} acc {logs.get('accuracy', float('nan')):.4f} "
-                f"eta {info.get('eta_s', 0):.0f}s")
-        if self.tty:
-            end = "\n" if info["batch"] == info["batches"] else ""
-            print("\r" + line, end=end, file=sys.stderr, flush=True)
-        elif info["batch"] == info["batches"]:
-            print(line, file=sys.stderr, flush=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -238,6 +190,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if any(r.get("error") for r in results) else 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core import evaluate
+
+    return evaluate.cli(args.run_id, args.dataset, args.map or [], args.split, args.json)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from core import bench
 
@@ -255,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ds.add_parser("import", help="import a zip, a directory or a URL to a zip into the data root")
     imp.add_argument("source")
     imp.add_argument("--name")
+    imp.add_argument("--exclude", action="append", metavar="NAME",
+                     help="leave out this class folder (repeatable); a folder holding labels.csv is left out anyway")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_datasets_import)
     exp = ds.add_parser("export", help="write an imported dataset resized, as JPEGs (a copy for a GPU server)")
@@ -325,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--top-k", type=int, default=3)
     cl.add_argument("--json", action="store_true")
     cl.set_defaults(func=cmd_classify)
+
+    ev = sub.add_parser("evaluate", help="score a stored model on an imported dataset; stored with the run")
+    ev.add_argument("run_id", help="RUN_ID, latest or default")
+    ev.add_argument("dataset")
+    ev.add_argument("--map", action="append", metavar="DATASET_CLASS=MODEL_CLASS",
+                    help="e.g. other=noise (repeatable; fnmatch patterns allowed; same names map by themselves)")
+    ev.add_argument("--split", choices=("test", "val", "train", "all"),
+                    help="default: all for a set without train/test folders the model was not trained on, else test")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
 
     be = sub.add_parser("bench", help="speed figures: input pipeline, training, roofline, latency")
     be.add_argument("--quick", action="store_true")

@@ -41,12 +41,13 @@ from core.images import ImageError, load_rgb
 
 __all__ = [
     "DECODE_COUNT", "ImportReport", "import_dataset", "list_datasets", "dataset_classes", "describe",
-    "sample_images", "load_split_arrays", "make_batches", "make_tf_dataset", "save_view", "preview_view", "load_view",
+    "sample_images", "load_split_arrays", "split_files", "make_batches", "make_tf_dataset", "save_view", "preview_view", "load_view",
     "delete_view", "clear_cache",
 ]  # fmt: skip
 
 DECODE_COUNT = 0  # images decoded (or resized from raw arrays) into the cache; the cache tests read it
 SPLITS = ("train", "val", "test")
+EVAL_SPLITS = (*SPLITS, "all")  # `all`: train + val + test, every image (an evaluation-only set)
 SPLIT_MODES = ("auto", "stratified", "grouped")
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast")
 TEST_FRACTION = 0.2  # carved test split for datasets that have none
@@ -77,10 +78,15 @@ _LOCK = threading.Lock()
 
 
 def import_dataset(
-    source: str | Path, name: str | None = None, progress: Callable[[str, float], None] | None = None
+    source: str | Path,
+    name: str | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    exclude: Sequence[str] = (),
 ) -> ImportReport:
-    """Import a zip / folder / URL of a zip / IDX files (see `core.datasets_io`) and drop stale caches."""
-    report = dio.import_dataset(source, name, progress)
+    """Import a zip / folder / URL of a zip / IDX files (see `core.datasets_io`) and drop stale caches.
+
+    Class folders named in `exclude`, and folders holding a label table (`labels.csv`), are left out."""
+    report = dio.import_dataset(source, name, progress, exclude)
     clear_cache(report.name, disk=True)
     return report
 
@@ -529,24 +535,40 @@ def load_split_arrays(
     per_class: int | None = None,
     balance: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """x uint8 (N, size, size, 3), y int32 (N,), class names, for one of train / val / test.
+    """x uint8 (N, size, size, 3), y int32 (N,), class names, for one of train / val / test, or `all` of them.
 
     `balance=None` means the view's own setting (views balance by default; plain datasets do not).
     """
-    if split not in SPLITS:
-        raise TransferLabError(f"split must be one of {', '.join(SPLITS)}, not {split!r}.")
     if not isinstance(size, int) or size < 8:
         raise TransferLabError(f"size must be an integer of at least 8, not {size!r}.")
-    _, plan = _plan_for(name, dict(val_fraction=val_fraction, split_mode=split_mode,
-                                   limit_per_class=limit_per_class, seed=seed, per_class=per_class,
-                                   balance=balance))  # fmt: skip
-    rows = plan.rows[split]
+    plan, rows = _split_rows(name, split, dict(val_fraction=val_fraction, split_mode=split_mode,
+                                               limit_per_class=limit_per_class, seed=seed, per_class=per_class,
+                                               balance=balance))  # fmt: skip
     x = np.empty((len(rows), size, size, 3), np.uint8)
     for k, stored in enumerate(plan.stored_names):
         sel = plan.stored[rows] == k
         if sel.any():
             x[sel] = _stored_array(plan.src, stored, size)[plan.idx[rows[sel]]]
     return x, plan.y[rows].astype(np.int32), list(plan.classes)
+
+
+def _split_rows(name: str, split: str, view: dict[str, Any]) -> tuple[_Plan, np.ndarray]:
+    if split not in EVAL_SPLITS:
+        raise TransferLabError(f"split must be one of {', '.join(EVAL_SPLITS)}, not {split!r}.")
+    _, plan = _plan_for(name, view)
+    rows = np.sort(np.concatenate([plan.rows[s] for s in SPLITS])) if split == "all" else plan.rows[split]
+    return plan, rows
+
+
+def split_files(name: str, split: str, **view: Any) -> tuple[list[Path], np.ndarray, list[str]] | None:
+    """The image files of one split (or `all`), their labels and the class names; None for datasets stored as
+    arrays (IDX, Keras built-ins), which have no files to decode."""
+    plan, rows = _split_rows(name, split, view)
+    if plan.src.kind != "local":
+        return None
+    root = data_root() / plan.src.name
+    files = [root / plan.src.files[plan.stored_names[plan.stored[r]]][int(plan.idx[r])] for r in rows]
+    return files, plan.y[rows].astype(np.int32), list(plan.classes)
 
 
 def make_batches(

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -49,6 +50,7 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }  # fmt: skip
 ARCHIVE_SUFFIXES = (".zip",)
+LABEL_TABLE_SUFFIXES = (".csv", ".tsv")  # a class folder holding a label table is annotated images, not a class
 FRAME_NAME_RE = re.compile(
     r"^(?:r\d*_)?(\d+)_\d+\.\w+$", re.IGNORECASE
 )  # Fruits-360: 12_100.jpg, r2_5_100.jpg
@@ -69,10 +71,25 @@ class ImportReport:
     skipped_files: int = 0  # non-image files, hidden files, files outside the detected layout
     unreadable: list[str] = field(default_factory=list)  # images that failed to decode (not copied)
     kind: str = "local"
+    excluded: dict[str, dict[str, Any]] = field(default_factory=dict)  # left-out folder -> {"images", "reason"}
 
     @property
     def total(self) -> int:
         return sum(sum(c.values()) for c in self.counts.values())
+
+    def summary(self, markdown: bool = False) -> str:
+        """One paragraph for the CLI and the Datasets page: what was stored and what was left out, and why."""
+        total = {split: sum(c.values()) for split, c in self.counts.items()}
+        name = f"**{self.name}**" if markdown else self.name
+        text = (f"Imported {name}: {len(self.classes)} classes ({', '.join(self.classes)}), images per split "
+                f"{total}, {self.skipped_files} non-image files skipped, {len(self.unreadable)} unreadable images "
+                "left out.")
+        for folder, info in self.excluded.items():
+            text += f" Folder {folder}/ ({info['images']} images) is not a class: {info['reason']}."
+        if "all" in self.counts:
+            text += (" No train/test folders: training carves test and val splits from the images; "
+                     "evaluation can use them all (--split all).")
+        return text
 
 
 @dataclass(frozen=True)
@@ -87,23 +104,29 @@ class _Member:
 
 
 def import_dataset(
-    source: str | Path, name: str | None = None, progress: Progress | None = None
+    source: str | Path, name: str | None = None, progress: Progress | None = None, exclude: Iterable[str] = ()
 ) -> ImportReport:
-    """Import a zip, a folder, an http(s) URL of a zip, or IDX files into `data_root()/<name>/`."""
+    """Import a zip, a folder, an http(s) URL of a zip, or IDX files into `data_root()/<name>/`.
+
+    Class folders named in `exclude` are left out, and so is every folder holding a label table (a .csv or .tsv
+    file, e.g. `mixed/labels.csv` of multi-label photos): such a folder is annotated images, not a class.
+    """
     report = _quiet_progress(progress)
+    exclude = tuple(exclude)
     if isinstance(source, str) and re.match(r"^https?://", source, re.IGNORECASE):
-        return _import_url(source, name, report)
+        return _import_url(source, name, report, exclude)
     path = Path(source).expanduser()
     if not path.exists():
         raise TransferLabError(f"{path} does not exist: give a .zip, a folder or an http(s) URL of a zip.")
-    if path.is_dir():
-        if _idx_pairs(p for p in path.iterdir() if p.is_file()):
-            return _import_idx(path, name, report)
-        return _import_members(_folder_members(path), str(path), path.name, name, report)
-    if IDX_RE.match(path.name):
+    is_idx = IDX_RE.match(path.name) or (path.is_dir() and _idx_pairs(p for p in path.iterdir() if p.is_file()))
+    if is_idx and exclude:
+        raise TransferLabError("Excluding classes works for folders of images, not for IDX files.")
+    if is_idx:
         return _import_idx(path, name, report)
+    if path.is_dir():
+        return _import_members(_folder_members(path), str(path), path.name, name, report, exclude)
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-        return _import_zip(path, name, report, fallback_name=path.stem)
+        return _import_zip(path, name, report, fallback_name=path.stem, exclude=exclude)
     raise TransferLabError(f"{path} is neither a .zip, a folder nor IDX files (*-images-idx3-ubyte[.gz]).")
 
 
@@ -114,12 +137,13 @@ def _quiet_progress(progress: Progress | None) -> Progress:
 # ---- URL ----------------------------------------------------------------------------------------------------
 
 
-def _import_url(url: str, name: str | None, progress: Progress) -> ImportReport:
+def _import_url(url: str, name: str | None, progress: Progress, exclude: tuple[str, ...] = ()) -> ImportReport:
     """Download to a temp file under the data root (first half of the progress), then import it (second half)."""
     tmp = download(url, lambda m, f: progress(m, 0.5 * f))
     try:
         stem = Path(urllib.parse.urlparse(url).path).stem or "dataset"
-        return _import_zip(tmp, name, lambda m, f: progress(m, 0.5 + 0.5 * f), fallback_name=stem, label=url)
+        return _import_zip(tmp, name, lambda m, f: progress(m, 0.5 + 0.5 * f), fallback_name=stem, label=url,
+                           exclude=exclude)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -166,7 +190,8 @@ def _limit_text() -> str:
 
 
 def _import_zip(
-    path: Path, name: str | None, progress: Progress, fallback_name: str, label: str | None = None
+    path: Path, name: str | None, progress: Progress, fallback_name: str, label: str | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> ImportReport:
     label = label or str(path)
     try:
@@ -175,7 +200,7 @@ def _import_zip(
         raise TransferLabError(f"{label} is not a readable zip file ({exc}).") from None
     with zf:
         members = _zip_members(zf, label)
-        return _import_members(members, label, fallback_name, name, progress)
+        return _import_members(members, label, fallback_name, name, progress, exclude)
 
 
 def _zip_members(zf: zipfile.ZipFile, label: str) -> tuple[list[_Member], set[tuple[str, ...]]]:
@@ -254,9 +279,12 @@ class _Layout:
     top: str | None  # the single wrapping folder, if any
     entries: list[tuple[str, str, _Member]]  # (split, class, member)
     skipped: int
+    excluded: dict[str, dict[str, Any]] = field(default_factory=dict)  # folder -> {"images", "reason"}
 
 
-def _plan_layout(members: list[_Member], dirs: set[tuple[str, ...]], label: str) -> _Layout:
+def _plan_layout(
+    members: list[_Member], dirs: set[tuple[str, ...]], label: str, exclude: tuple[str, ...] = ()
+) -> _Layout:
     """Detect `[top/]<split>/<class>/file` or `[top/]<class>/file`; files outside it are skipped."""
     skipped, images = 0, []
     for m in members:
@@ -289,8 +317,33 @@ def _plan_layout(members: list[_Member], dirs: set[tuple[str, ...]], label: str)
             skipped += 1
             continue
         entries.append((split, rel[-2], m))
-    _check_classes(entries, dirs, prefix, has_split, label)
-    return _Layout(top, entries, skipped)
+    entries, excluded = _exclude_folders(entries, members, exclude, label)
+    _check_classes(entries, dirs, prefix, has_split, label, set(excluded))
+    return _Layout(top, entries, skipped, excluded)
+
+
+def _exclude_folders(
+    entries: list[tuple[str, str, _Member]], members: list[_Member], exclude: tuple[str, ...], label: str
+) -> tuple[list[tuple[str, str, _Member]], dict[str, dict[str, Any]]]:
+    """Leave out class folders named in `exclude` and, in every split, class folders holding a label table."""
+    folders = {m.parts[:-1]: cls for _, cls, m in entries}
+    reasons: dict[str, str] = {}
+    for m in members:
+        cls = folders.get(m.parts[:-1])
+        if cls is not None and m.parts[-1].lower().endswith(LABEL_TABLE_SUFFIXES):
+            reasons.setdefault(cls, f"it holds {m.parts[-1]}, a label table, so its images are annotated "
+                                    "examples (e.g. several fruits), not one class")
+    wanted = {e.casefold() for e in exclude}
+    unknown = wanted - {c.casefold() for c in folders.values()}
+    if unknown:
+        raise TransferLabError(f"{label}: no class folder named {sorted(unknown)[0]!r} to exclude; class folders: "
+                               f"{', '.join(sorted(set(folders.values())))}.")
+    for cls in folders.values():
+        if cls.casefold() in wanted:
+            reasons.setdefault(cls, "left out with --exclude")
+    kept = [e for e in entries if e[1] not in reasons]
+    images = Counter(cls for _, cls, _ in entries)
+    return kept, {cls: {"images": images[cls], "reason": why} for cls, why in sorted(reasons.items())}
 
 
 def _layout_shape(deepest: list[_Member], depth: int, label: str) -> tuple[str | None, bool]:
@@ -321,6 +374,7 @@ def _check_classes(
     prefix: tuple[str, ...],
     has_split: bool,
     label: str,
+    excluded: Iterable[str] = (),
 ) -> None:
     """One clear error for: no train split, an empty class folder, classes differing only by case."""
     splits = {s for s, _, _ in entries}
@@ -334,7 +388,7 @@ def _check_classes(
         in_layout = len(d) == depth and d[: len(prefix)] == prefix and not d[-1].startswith(".")
         if in_layout and has_split and d[len(prefix)].lower() not in SPLIT_ALIASES:
             in_layout = False
-        if in_layout and d not in with_images:
+        if in_layout and d not in with_images and d[-1] not in set(excluded):
             raise TransferLabError(f"{label}: class folder {'/'.join(d)!r} has no images.")
     by_fold: dict[str, set[str]] = defaultdict(set)
     for _, cls, _ in entries:
@@ -356,9 +410,10 @@ def _import_members(
     fallback_name: str,
     name: str | None,
     progress: Progress,
+    exclude: tuple[str, ...] = (),
 ) -> ImportReport:
     members, dirs = found
-    layout = _plan_layout(members, dirs, label)
+    layout = _plan_layout(members, dirs, label, exclude)
     name = _dataset_name(name, layout.top or fallback_name)
     tmp = _temp_dir(name)
     try:
@@ -375,6 +430,7 @@ def _import_members(
             "source": label,
             "skipped_files": layout.skipped + duplicates,
             "unreadable": unreadable,
+            "excluded": layout.excluded,
             "import_id": uuid.uuid4().hex[:12],
             "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
@@ -384,7 +440,8 @@ def _import_members(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     progress(f"Imported {name}: {sum(sum(c.values()) for c in counts.values())} images", 1.0)
-    return ImportReport(name, str(dest), classes, counts, meta["skipped_files"], unreadable)
+    return ImportReport(name, str(dest), classes, counts, meta["skipped_files"], unreadable,
+                        excluded=layout.excluded)
 
 
 def _dataset_name(name: str | None, fallback: str) -> str:

@@ -162,7 +162,7 @@ def _my_turn(job_id: str) -> bool:
 def run_job(job_id: str) -> int:
     """The job process: wait for a slot, then run the experiment in this process."""
     from core import training
-    from core.cli import ConsoleProgress
+    from core.console import ConsoleProgress
 
     _update(job_id, pid=os.getpid())
     cancel_file = job_dir(job_id) / "cancel"

@@ -42,12 +42,12 @@ def resolve_model(spec: str = "latest") -> str:
 
 
 def model_record(run_id: str) -> dict[str, Any]:
-    return read_json(runs.model_folder(run_id) / "config.json", {}) or {}
+    return read_json(runs.model_dir(run_id) / "config.json", {}) or {}
 
 
 def model_calibration(run_id: str) -> Calibration:
     """The temperature and "not sure" threshold fitted when the run trained (identity for older runs)."""
-    metrics = read_json(runs.model_folder(run_id) / "metrics.json", {})
+    metrics = read_json(runs.model_dir(run_id) / "metrics.json", {})
     return Calibration.from_dict(metrics.get("calibration") if isinstance(metrics, dict) else None)
 
 

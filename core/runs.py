@@ -24,6 +24,7 @@ from core.config import (
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 HEARTBEAT_STALE_S = 120
 DEFAULT_MODEL_DIR = "default"
+EVAL_SPLITS = ("test", "val", "train", "all")
 
 
 def runs_dir() -> Path:
@@ -93,7 +94,7 @@ def append_history(run_id: str, row: dict[str, Any]) -> None:
 
 
 def read_history(run_id: str) -> list[dict[str, Any]]:
-    path = run_dir(run_id) / "history.csv"
+    path = model_dir(run_id) / "history.csv"
     if not path.exists():
         return []
     with path.open(newline="") as f:
@@ -101,13 +102,12 @@ def read_history(run_id: str) -> list[dict[str, Any]]:
 
 
 def _num(value: str) -> Any:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    for kind in (int, float):
         try:
-            return float(value)
+            return kind(value)
         except (TypeError, ValueError):
-            return value
+            pass
+    return value
 
 
 def save_model(run_id: str, model: Any) -> Path:
@@ -164,8 +164,8 @@ def _status_of_older_run(folder: Path) -> dict[str, Any]:
 
 
 def get_run(run_id: str) -> dict[str, Any]:
-    """Everything about one run, tolerant of missing files (older versions, interrupted runs)."""
-    folder = run_dir(run_id)
+    """Everything about one run (or the shipped `default`), tolerant of missing files (older versions, ...)."""
+    folder = model_dir(run_id)
     config = read_json(folder / "config.json")
     if not isinstance(config, dict):
         raise TransferLabError(f"Run {run_id!r} does not exist in {runs_dir()}.")
@@ -179,6 +179,7 @@ def get_run(run_id: str) -> dict[str, Any]:
         "labels": read_json(folder / "labels.json", []) or [],
         "progress": read_json(folder / "progress.json", {}) or {},
         "has_model": (folder / "model.keras").is_file(),
+        "evaluations": list_evaluations(run_id),
         "path": str(folder),
     }
 
@@ -282,6 +283,8 @@ def ship_default(run_id: str) -> Path:
                  "confusion.csv"):
         if (run_dir(run_id) / name).exists():
             shutil.copy2(run_dir(run_id) / name, tmp / name)
+    if (run_dir(run_id) / "evaluations").is_dir():  # the model's scores on other datasets travel with it
+        shutil.copytree(run_dir(run_id) / "evaluations", tmp / "evaluations")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
@@ -295,14 +298,34 @@ def latest_model_run() -> str | None:
     return None
 
 
-def model_folder(run_id: str) -> Path:
+def model_dir(run_id: str) -> Path:
     """The folder of a run, or of the shipped default model (`default`)."""
     return default_model_dir() if run_id == DEFAULT_MODEL_DIR else run_dir(run_id)
 
 
+def evaluation_path(run_id: str, dataset: str, split: str) -> Path:
+    """`evaluations/<dataset>__<split>.json` inside the run's folder: one file per dataset and split."""
+    if split not in EVAL_SPLITS:
+        raise TransferLabError(f"split must be one of {', '.join(EVAL_SPLITS)}, not {split!r}.")
+    return model_dir(run_id) / "evaluations" / f"{validate_name(dataset, 'dataset name')}__{split}.json"
+
+
+def save_evaluation(run_id: str, result: dict[str, Any]) -> Path:
+    """Store (or replace) one evaluation of the run's model, atomically."""
+    atomic_write_json(path := evaluation_path(run_id, result["dataset"], result["split"]), result)
+    return path
+
+
+def list_evaluations(run_id: str) -> list[dict[str, Any]]:
+    """Every stored evaluation of the run's model, by file name; unreadable files are left out."""
+    folder = model_dir(run_id) / "evaluations"
+    found = (read_json(p) for p in sorted(folder.glob("*.json"))) if folder.is_dir() else ()
+    return [e for e in found if isinstance(e, dict) and "dataset" in e and "confusion" in e]
+
+
 def model_path(run_id: str) -> Path:
     """The saved model of a finished run, or of the shipped default model (`default`)."""
-    path = model_folder(run_id) / "model.keras"
+    path = model_dir(run_id) / "model.keras"
     if not path.is_file():
         raise TransferLabError(f"Run {run_id} has no saved model ({path.name} missing).")
     return path
@@ -323,7 +346,7 @@ def load_model(run_id: str) -> Any:
 
 
 def labels_for(run_id: str) -> list[str]:
-    labels = read_json(model_folder(run_id) / "labels.json")
+    labels = read_json(model_dir(run_id) / "labels.json")
     if not isinstance(labels, list):
         raise TransferLabError(f"Run {run_id} has no labels.json.")
     return labels

@@ -74,6 +74,16 @@ def history(run_id: str) -> list[dict[str, Any]]:
     return _history(results_key(), run_id)
 
 
+def clear_run_caches() -> None:
+    """After something was written into a run (an evaluation): read it fresh."""
+    _run.clear()
+    _run_rows.clear()
+
+
+def has_default_model() -> bool:
+    return (runs.default_model_dir() / "model.keras").is_file()
+
+
 def job_list() -> list[dict[str, Any]]:
     """Jobs are read fresh: the live view polls them."""
     from core import jobs

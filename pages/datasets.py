@@ -58,11 +58,7 @@ def run_import(source: str, name: str | None) -> None:
         return
     bar.progress(1.0, text="Done")
     common.clear_dataset_caches()
-    total = {split: sum(c.values()) for split, c in report.counts.items()}
-    st.session_state["import_report"] = (
-        f"Imported **{report.name}**: {len(report.classes)} classes, images per split {total}; "
-        f"{report.skipped_files} non-image files skipped, {len(report.unreadable)} unreadable images left out.",
-        report.unreadable[:200])
+    st.session_state["import_report"] = (report.summary(markdown=True), report.unreadable[:200])
     st.rerun()  # redraw the dataset list with the new dataset in it
 
 

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from core import compare, report, runs
 from core.config import TransferLabError
-from pages import common
+from pages import common, evaluations
 
 PUBLISHED = "published (hardware unknown)"
 
@@ -245,6 +245,9 @@ def run_detail(rows: list[dict[str, Any]]) -> None:
     ids = [r["run_id"] for r in rows]
     default = next((i for i, r in enumerate(rows) if r["status"] == "done"), 0)
     label = {r["run_id"]: f"{r['run_id']} · {common.status_label(r['status'])}" for r in rows}
+    if common.has_default_model():  # the shipped model Classify uses on a fresh clone
+        ids.append(runs.DEFAULT_MODEL_DIR)
+        label[runs.DEFAULT_MODEL_DIR] = "default · the shipped model (Classify's on a fresh clone)"
     run_id = st.selectbox("Run", ids, index=default, format_func=label.get, key="detail_run")
     try:
         run = common.get_run(run_id)
@@ -259,7 +262,8 @@ def run_detail(rows: list[dict[str, Any]]) -> None:
     c4.metric("Wall time", compare.format_seconds(m.get("wall_time_s")))
     if run["status_info"].get("error"):
         st.error(run["status_info"]["error"])
-    tabs = st.tabs(["Curves", "Confusion matrix", "Per class", "Layers", "Lineage", "Config", "Command & hardware"])
+    tabs = st.tabs(["Curves", "Confusion matrix", "Per class", "Evaluations", "Layers", "Lineage", "Config",
+                    "Command & hardware"])
     with tabs[0]:
         fig = curves(common.history(run_id))
         if fig is None:
@@ -275,18 +279,20 @@ def run_detail(rows: list[dict[str, Any]]) -> None:
         else:
             st.caption("No per-class metrics (the run did not finish).")
     with tabs[3]:
-        layers(run)
+        evaluations.section(run)
     with tabs[4]:
+        layers(run)
+    with tabs[5]:
         chain = _lineage(common.results_key(), run_id)
         st.caption("From the first stage down to this run; each stage starts from the one above it.")
         st.dataframe(pd.DataFrame(chain)[["run_id", "status", "dataset", "arch", "source", "freeze",
                                           "test_accuracy", "wall_time_s"]], hide_index=True, width="stretch")
-    with tabs[5]:
+    with tabs[6]:
         st.code(common.pretty_json(cfg.get("stage", cfg)), language="json")
         st.caption(f"preset {cfg.get('preset')} · pipeline {cfg.get('pipeline_name')} · stage "
                    f"{(cfg.get('stage_index') or 0) + 1} of {cfg.get('stage_count')} · repeat "
                    f"{(cfg.get('repeat_index') or 0) + 1} of {cfg.get('repeats')}")
-    with tabs[6]:
+    with tabs[7]:
         st.markdown("**Command**")
         st.code(cfg.get("command") or "—", language="bash")
         st.markdown("**Hardware and software**")
@@ -300,6 +306,9 @@ def main() -> None:
         common.next_step("No runs yet. Launch a preset or your own pipeline; its runs appear here as they "
                          "train.", "pages/train.py", "Train a model")
         papers(rows, None)
+        if common.has_default_model():
+            st.divider()
+            run_detail(rows)
         return
     all_runs(rows)
     st.divider()
