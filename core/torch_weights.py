@@ -135,7 +135,7 @@ def _materialise(t: _Tensor) -> np.ndarray:
         raise ValueError("tensor view outside its storage")
     view = np.lib.stride_tricks.as_strided(data[t.offset:], shape=t.shape,
                                            strides=tuple(s * data.itemsize for s in t.stride), writeable=False)
-    return np.array(view, dtype=data.dtype.newbyteorder("="))
+    return np.array(view, dtype=data.dtype.newbyteorder("="), order="C")
 
 
 def _unpickle(payload: bytes, storages: dict[str, _Storage]) -> Any:
