@@ -101,11 +101,10 @@ ARCHS: dict[str, ArchSpec] = {
     "alexnet4": ArchSpec("alexnet4", "alexnet", 48, 28, scale_01),
     # alexnet16/32/64 at 24px: 24 -> 12 -> 8 -> 4 -> 1 (conv2d_3 is 4x4 valid)
     **{name: ArchSpec(name, "alexnet", 48, 24, scale_01) for name in ALEXNET_WIDTHS},
-    **{name: ArchSpec(name, family, APP_DEFAULT_INPUT, APP_MIN_INPUT, pre)
-       for name, (family, _, pre) in _APPLICATIONS.items() if family != "efficientnet_lite"},
-    # their ImageNet resolutions (224/240/260): the weights come without a download and transfer best there
-    **{name: ArchSpec(name, "efficientnet_lite", efficientnet_lite.default_input_size(name), APP_MIN_INPUT,
-                      efficientnet_preprocess) for name in efficientnet_lite.VARIANTS},
+    # EfficientNet-Lite at its ImageNet resolution (224/240/260): its weights come without a download
+    **{name: ArchSpec(name, family, efficientnet_lite.default_input_size(name) if family == "efficientnet_lite"
+                      else APP_DEFAULT_INPUT, APP_MIN_INPUT, pre)
+       for name, (family, _, pre) in _APPLICATIONS.items()},
 }
 
 HEAD_UNITS = 256
@@ -236,8 +235,9 @@ def build_model(arch: str, num_classes: int, input_size: int | None = None,
     """Build `arch` for `num_classes` classes at `input_size` px (None: the arch's default).
 
     weights: None (random), "imagenet" (applications only; Keras downloads and caches them, offline this is
-    a TransferLabError; efficientnet_lite* read them from their installed package, no download), or a path: a weights file of this very model (`model.save_weights`, same classes
-    and size), or, for applications, a Keras application base weights file (e.g. a downloaded `*_notop.h5`).
+    a TransferLabError; efficientnet_lite* read them from their installed package, no download), or a path:
+    a weights file of this very model (`model.save_weights`, same classes and size), or, for applications, a
+    Keras application base weights file (e.g. a downloaded `*_notop.h5`).
     seed: calls `keras.utils.set_random_seed(seed)` first (a global side effect), so the same seed gives the
     same initial weights.
     """
