@@ -6,12 +6,14 @@ Every model is a functional `keras.Model` whose top level is a chain: Input -> l
 * `alexnet4` is paper B's Table 1 (952,931 parameters with 3 classes, the paper's layer names).
 * `alexnet16/32/64` follow paper A's Table 2 output shapes (widths 16/32/64, the paper's layer names).
 * VGG16/19 are flattened into the top-level chain (`block1_conv1` .. `block5_pool` are top-level layers);
-  ResNet, DenseNet, MobileNetV2 and EfficientNetB0 stay one nested layer named after the arch. All
+  ResNet, DenseNet, MobileNetV2, EfficientNetB0 and EfficientNet-Lite0/1/2 (`core.efficientnet_lite`, ImageNet
+  weights from an installed package, no download) stay one nested layer named after the arch. All
   applications get the same head: GlobalAveragePooling (inside the base or `avg_pool` for VGG) ->
   Dense(256, relu, "fc") -> Dropout(0.5, "head_dropout") -> Dense(num_classes, softmax, "predictions").
 
 Preprocessing stays OUTSIDE the model (`preprocess_fn(arch)`; the data pipeline and the classifier call it),
-so saved models hold no Lambda layers and load with `safe_mode=True`. See docs/models.md.
+so saved models hold no Lambda layers and load with `safe_mode=True`; EfficientNet and EfficientNet-Lite rescale
+inside with serializable layers, so theirs is the identity. See docs/models.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import keras
 
+from core import efficientnet_lite
 from core.config import TransferLabError
 
 Preprocess = Callable[[Any], Any]
@@ -68,7 +71,7 @@ def efficientnet_preprocess(x: Any) -> Any:
 @dataclass(frozen=True)
 class ArchSpec:
     name: str
-    family: str              # alexnet | vgg | resnet | densenet | mobilenet | efficientnet
+    family: str              # alexnet | vgg | resnet | densenet | mobilenet | efficientnet | efficientnet_lite
     default_input_size: int  # pixels (square)
     min_input_size: int      # smaller inputs are a TransferLabError
     preprocess: Preprocess   # float32 RGB 0..255 in; the same function preprocess_fn(name) returns
@@ -89,6 +92,8 @@ _APPLICATIONS: dict[str, tuple[str, Callable[..., keras.Model], Preprocess]] = {
     "densenet201": ("densenet", keras.applications.DenseNet201, torch_preprocess),
     "mobilenet_v2": ("mobilenet", keras.applications.MobileNetV2, tf_preprocess),
     "efficientnet_b0": ("efficientnet", keras.applications.EfficientNetB0, efficientnet_preprocess),
+    **{name: ("efficientnet_lite", efficientnet_lite.application(name), efficientnet_preprocess)
+       for name in efficientnet_lite.VARIANTS},
 }
 
 ARCHS: dict[str, ArchSpec] = {
@@ -96,7 +101,9 @@ ARCHS: dict[str, ArchSpec] = {
     "alexnet4": ArchSpec("alexnet4", "alexnet", 48, 28, scale_01),
     # alexnet16/32/64 at 24px: 24 -> 12 -> 8 -> 4 -> 1 (conv2d_3 is 4x4 valid)
     **{name: ArchSpec(name, "alexnet", 48, 24, scale_01) for name in ALEXNET_WIDTHS},
-    **{name: ArchSpec(name, family, APP_DEFAULT_INPUT, APP_MIN_INPUT, pre)
+    # EfficientNet-Lite at its ImageNet resolution (224/240/260): its weights come without a download
+    **{name: ArchSpec(name, family, efficientnet_lite.default_input_size(name) if family == "efficientnet_lite"
+                      else APP_DEFAULT_INPUT, APP_MIN_INPUT, pre)
        for name, (family, _, pre) in _APPLICATIONS.items()},
 }
 
@@ -199,6 +206,8 @@ def _application(arch: str, num_classes: int, size: int, base_weights: str | Non
             if base_weights is None:
                 _forget_faster(base)
             x = base(inp)
+    except TransferLabError:
+        raise
     except Exception as exc:  # noqa: BLE001 - Keras' get_file raises a bare Exception offline
         if base_weights == "imagenet":
             raise TransferLabError(f"ImageNet weights for {arch} could not be downloaded (offline?): use "
@@ -226,8 +235,9 @@ def build_model(arch: str, num_classes: int, input_size: int | None = None,
     """Build `arch` for `num_classes` classes at `input_size` px (None: the arch's default).
 
     weights: None (random), "imagenet" (applications only; Keras downloads and caches them, offline this is
-    a TransferLabError), or a path: a weights file of this very model (`model.save_weights`, same classes
-    and size), or, for applications, a Keras application base weights file (e.g. a downloaded `*_notop.h5`).
+    a TransferLabError; efficientnet_lite* read them from their installed package, no download), or a path:
+    a weights file of this very model (`model.save_weights`, same classes and size), or, for applications, a
+    Keras application base weights file (e.g. a downloaded `*_notop.h5`).
     seed: calls `keras.utils.set_random_seed(seed)` first (a global side effect), so the same seed gives the
     same initial weights.
     """

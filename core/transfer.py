@@ -14,7 +14,8 @@ Freeze policies (docs/models.md): terms joined with "+" (or given as a list); th
                     weighted layer before them and the BatchNorm layers they feed (alexnet4 first:3 =
                     conv2d_1, batch_normalization_1, conv2d_2, batch_normalization_2, conv2d_3)
     last-block      everything frozen but the last conv block and what follows it (VGG block5_*; alexnets
-                    the last conv layer; resnet/densenet conv5_*, mobilenet_v2 block_16_*, efficientnet block7*)
+                    the last conv layer; resnet/densenet conv5_*, mobilenet_v2 block_16_*, efficientnet and
+                    efficientnet_lite block7*)
     batchnorm       every BatchNormalization layer: fine-tuning with "last-block+batchnorm" keeps their
                     statistics and inference-mode behaviour (the Keras fine-tuning guide's rule)
     <pattern>       any other term is a layer name or fnmatch pattern (e.g. "block*", "conv2d_?"); a nested
@@ -37,7 +38,8 @@ from core.config import TransferLabError
 from core.models import _CONV_TYPES
 
 # The first layer of the last stage of a nested application, by the prefix of the base's name.
-LAST_STAGE = {"resnet": "conv5_", "densenet": "conv5_", "mobilenet": "block_16_", "efficientnet": "block7"}
+LAST_STAGE = {"resnet": "conv5_", "densenet": "conv5_", "mobilenet": "block_16_", "efficientnet_lite": "block7",
+              "efficientnet": "block7"}
 
 _STOCHASTIC = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                "GaussianDropout", "AlphaDropout", "RandAugment", "AugMix", "MixUp", "CutMix"}
