@@ -5,14 +5,15 @@
 scale (object 30-100% of the frame), position, rotation and flip onto a random background (CIFAR-10 crops,
 crops of other images in the batch, fractal noise, stripes and wood grain, flat colour, linear gradients), then
 jitters hue, saturation, brightness, contrast, blur and sensor noise. Stateless random ops only: the same seed
-gives the same images, inside `tf.data` (`compositor`) or as fixed numpy copies (`composited_copies`) for the
+gives the same images, inside `tf.data` or as fixed numpy copies (`composited_copies`) for the
 frozen-feature cache. `noise_images` makes extra `noise`-class samples: backgrounds alone and CIFAR-10 images.
+How a training stage uses these: `core.composite_stage`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,15 +25,9 @@ MASK_RES = 64  # the mask is found at this resolution, then resized to the image
 WHITE_DISTANCE = 30  # a pixel whose darkest channel is within this of 255 is background white
 BG_RES = 64  # backgrounds are drawn at this resolution and upsampled: a defocused scene
 SCALE_RANGE = (0.3, 1.0)  # the object's longer side as a fraction of the frame
-BANK_PER_CLASS = 200  # CIFAR-10 images per class kept as backgrounds (2,000 in all, 6 MB)
-MAX_COPIES = 20
-NOISE_CLASS = "noise"
 # background kinds, in this order: cifar, crop of another image, fractal noise, stripes/wood, flat, gradient
 KIND_WEIGHTS = (0.3, 0.1, 0.2, 0.15, 0.1, 0.15)
 Seed = Any  # an int pair, or a tensor of shape [2]
-
-_BANKS: dict[str, np.ndarray | None] = {}
-
 
 # ---- seeds ---------------------------------------------------------------------------------------------------
 
@@ -276,41 +271,7 @@ def composite_batch(x: Any, seed: Seed, bank: np.ndarray | None = None, probabil
     return tf.where(chosen, out, x)
 
 
-# ---- stage wiring --------------------------------------------------------------------------------------------
-
-
-def background_bank() -> np.ndarray | None:
-    """CIFAR-10 train images (uint8 [N, 32, 32, 3]) from the imported or Keras-cached `cifar10`; None without it."""
-    from core import datasets
-    from core.config import data_root
-
-    key = str(data_root())
-    if key not in _BANKS:
-        entry = next((d for d in datasets.list_datasets() if d["name"] == "cifar10"), None)
-        bank = None
-        if entry and entry["available"]:
-            try:
-                bank, _, _ = datasets.load_split_arrays("cifar10", "train", 32, limit_per_class=BANK_PER_CLASS,
-                                                        balance=False)
-            except TransferLabError:
-                bank = None
-        _BANKS[key] = bank
-    return _BANKS[key]
-
-
-def compositor(stage: Any) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor] | None:
-    """For `datasets.make_tf_dataset(composite=...)`: (float batch, its row indices) -> composited batch.
-    The batch seed hashes the stage seed and the rows, so each epoch's reshuffle gives new composites."""
-    if not stage.composite:
-        return None
-    bank = background_bank()
-
-    def apply(xb: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
-        key = tf.strings.reduce_join(tf.strings.as_string(rows), separator=",")
-        seed = tf.stack([tf.constant(stage.seed, tf.int64), tf.strings.to_hash_bucket_fast(key, 2**62)])
-        return composite_batch(xb, seed, bank, stage.composite)
-
-    return apply
+# ---- fixed arrays --------------------------------------------------------------------------------------------
 
 
 def composited_copies(x: np.ndarray, copies: int, seed: int, bank: np.ndarray | None = None,
@@ -320,7 +281,8 @@ def composited_copies(x: np.ndarray, copies: int, seed: int, bank: np.ndarray | 
     for c in range(copies):
         out = np.empty_like(x)
         for j, start in enumerate(range(0, len(x), batch_size)):
-            got = fn(tf.constant(x[start:start + batch_size]), tf.constant([seed, 1_000_003 * (c + 1) + j], tf.int64))
+            batch_seed = tf.constant([seed, 1_000_003 * (c + 1) + j], tf.int64)
+            got = fn(tf.constant(x[start:start + batch_size]), batch_seed)
             out[start:start + batch_size] = np.round(got.numpy()).astype(np.uint8)
         yield out
 
@@ -340,42 +302,3 @@ def noise_images(n: int, size: int, seed: int, bank: np.ndarray | None = None) -
         parts.append(backgrounds([seed, 424243], n - n_cifar, size, bank))
     images = _jitter(tf.constant([seed, 424244], tf.int64), tf.concat(parts, 0))
     return np.round(images.numpy()).astype(np.uint8)[rng.permutation(n)]
-
-
-def training_arrays(stage: Any, x: np.ndarray, y: np.ndarray, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The stage's training images with its `noise_images` appended (labelled noise); unchanged when 0."""
-    if not stage.noise_images:
-        return x, y
-    extra = noise_images(stage.noise_images, x.shape[1], stage.seed, background_bank())
-    label = np.full(len(extra), classes.index(NOISE_CLASS), y.dtype)
-    return np.concatenate([x, extra]), np.concatenate([y, label])
-
-
-def uses_fixed_copies(stage: Any) -> bool:
-    """Whether the cached-feature path may run: off, or on with `composite_copies` fixed copies to cache."""
-    return not stage.composite or stage.composite_copies > 0
-
-
-def cached_features(stage: Any, x: np.ndarray, y: np.ndarray, features: np.ndarray,
-                    extract: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Features of the originals plus `composite_copies` composited copies (labels repeated to match)."""
-    if not stage.composite:
-        return features, y
-    feats = [features] + [extract(c) for c in composited_copies(x, stage.composite_copies, stage.seed,
-                                                                background_bank())]
-    return np.concatenate(feats), np.tile(y, len(feats))
-
-
-def stage_errors(stage: Any, classes: list[str] | None) -> dict[str, str]:
-    """Field -> message for the composite fields; `classes` None when the dataset cannot be read yet."""
-    errors = {}
-    if not 0.0 <= stage.composite <= 1.0:
-        errors["composite"] = "composite is the share of training images composited: between 0 and 1"
-    if not 0 <= stage.composite_copies <= MAX_COPIES:
-        errors["composite_copies"] = f"composite copies must be between 0 and {MAX_COPIES}"
-    if stage.noise_images < 0:
-        errors["noise_images"] = "noise images must be 0 or more"
-    elif stage.noise_images and classes is not None and NOISE_CLASS not in classes:
-        errors["noise_images"] = (f"noise images are labelled '{NOISE_CLASS}', which is not a class of "
-                                  f"{stage.dataset}; set noise images to 0")
-    return errors
