@@ -59,9 +59,12 @@ def _object_mask(x: tf.Tensor) -> tf.Tensor:
     white = tf.cast(255.0 - tf.reduce_min(small, -1, keepdims=True) < WHITE_DISTANCE, tf.float32)
     frame = np.ones((1, MASK_RES, MASK_RES, 1), np.float32)
     frame[:, 1:-1, 1:-1] = 0
-    background = white * frame
-    for _ in range(MASK_RES):
-        background = _max3(background) * white
+    def grow(i: tf.Tensor, reached: tf.Tensor, _: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        wider = _max3(reached) * white
+        return i + 1, wider, tf.reduce_any(wider != reached)
+
+    _, background, _ = tf.while_loop(lambda i, _, changed: changed & (i < MASK_RES * 2), grow,
+                                     (0, white * frame, tf.constant(True)))
     return _min3(_max3(_min3(_min3(1.0 - background))))
 
 
@@ -221,6 +224,19 @@ def _transforms(seed: tf.Tensor, box: tf.Tensor, size: int, in_size: tf.Tensor) 
     return tf.stack([a0, a1, cx - a0 * px - a1 * py, b0, b1, cy - b0 * px - b1 * py, zero, zero], 1)
 
 
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+
+
+def _colour_matrices(hue: tf.Tensor, saturation: tf.Tensor) -> tf.Tensor:
+    """[B, 3, 3] right-multiplied RGB matrices: rotate the chroma (YIQ) by `hue` radians, scale it by
+    `saturation`; one matmul per pixel instead of an HSV round trip."""
+    cos, sin = tf.cos(hue) * saturation, tf.sin(hue) * saturation
+    one, zero = tf.ones_like(cos), tf.zeros_like(cos)
+    chroma = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1), (-1, 3, 3))
+    forward = tf.constant(_RGB_TO_YIQ.T)
+    return forward @ tf.transpose(chroma, (0, 2, 1)) @ tf.constant(np.linalg.inv(_RGB_TO_YIQ).T)
+
+
 def _jitter(seed: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     """Hue, saturation, brightness, contrast, blur and sensor noise, per image; float 0..255 in and out."""
     n = tf.shape(x)[0]
@@ -229,16 +245,14 @@ def _jitter(seed: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     def per_image(t: tf.Tensor) -> tf.Tensor:
         return tf.reshape(t, (n, 1, 1, 1))
 
-    hsv = tf.image.rgb_to_hsv(tf.clip_by_value(x / 255.0, 0.0, 1.0))
-    h = tf.math.floormod(hsv[..., :1] + per_image(_uniform(s[0], [n], -0.04, 0.04)), 1.0)
-    sat = tf.clip_by_value(hsv[..., 1:2] * per_image(_uniform(s[1], [n], 0.65, 1.3)), 0.0, 1.0)
-    x = 255.0 * tf.image.hsv_to_rgb(tf.concat([h, sat, hsv[..., 2:]], -1))
+    x = tf.einsum("bhwc,bcd->bhwd", x, _colour_matrices(_uniform(s[0], [n], -0.25, 0.25),
+                                                          _uniform(s[1], [n], 0.65, 1.3)))
     mean = tf.reduce_mean(x, [1, 2, 3], keepdims=True)
     x = (x - mean) * per_image(_uniform(s[2], [n], 0.7, 1.25)) + mean
     x = x + per_image(_uniform(s[3], [n], -35.0, 30.0))
     blur = per_image(_uniform(s[4], [n]) * tf.cast(_uniform(s[5], [n]) < 0.5, tf.float32))
     x = x + blur * (_blur(x, 1.3) - x)
-    x = x + tf.random.stateless_normal(tf.shape(x), s[6]) * per_image(_uniform(s[6] + 1, [n], 0.0, 6.0))
+    x = x + _uniform(s[6], tf.shape(x), -1.0, 1.0) * per_image(_uniform(s[6] + 1, [n], 0.0, 10.0))
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
