@@ -118,6 +118,30 @@ def input_pipeline(limit: int | None) -> dict[str, float]:
     return {"images": len(x), "cold_img_s": cold, "warm_img_s": warm, "warm_over_cold": warm / cold}
 
 
+def composite_pipeline(images: int = 256, sizes: tuple[int, ...] = (96, 224)) -> dict[str, Any]:
+    """img/s of an epoch through tf.data with every image composited (seed 0, batch 64), per output size."""
+    import tensorflow as tf
+
+    from core import composite_stage
+
+    shown = datasets.sample_images("fruits360-3", per_class=images // 3 + 1, size=100)
+    x100 = np.stack([img for imgs in shown.values() for img in imgs])[:images]
+    y = np.zeros(len(x100), np.int32)
+    compositor = composite_stage.compositor(StageConfig(composite=1.0, seed=0))
+    out: dict[str, Any] = {"images": len(x100)}
+    for size in sizes:
+        x = tf.cast(tf.round(tf.image.resize(x100, (size, size))), tf.uint8).numpy()
+
+        def epoch(x: np.ndarray = x) -> None:
+            for _ in datasets.make_tf_dataset(x, y, batch_size=64, preprocess=None, shuffle=True, seed=0,
+                                              composite=compositor):
+                pass
+
+        epoch()
+        out[f"img_s_{size}"] = len(x) / _median_time(epoch, 3)
+    return out
+
+
 def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float,
                         variants: bool = False) -> dict[str, Any]:
     """img/s for the three ways a stage trains, on the same images, one timed epoch each after warm-up;
@@ -230,6 +254,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": training.environment(), "quick": quick}
     limit = 60 if quick else None
     results["input_pipeline"] = input_pipeline(limit)
+    results["composite"] = composite_pipeline()
     results["matmul_peak_gflops"] = matmul_gflops()
     x, y, _ = datasets.load_split_arrays("fruits360-3", "train", SIZE, limit_per_class=300 if quick else None)
     parent_id = _find_parent()
@@ -253,6 +278,9 @@ def report(r: dict[str, Any]) -> str:
         f"TF {r['machine']['tensorflow']}{'  (quick)' if r['quick'] else ''}",
         f"input pipeline, fruits360 train @{SIZE}px ({ip['images']} images): cold {ip['cold_img_s']:.0f} img/s, "
         f"warm {ip['warm_img_s']:.0f} img/s (x{ip['warm_over_cold']:.1f})",
+        *([f"composite augmentation ({r['composite']['images']} fruits360-3 images, seeded, batch 64): "
+           + ", ".join(f"{k[6:]}px {v:.0f} img/s" for k, v in r["composite"].items() if k.startswith("img_s_"))]
+          if "composite" in r else []),
         f"training alexnet4 @{SIZE}px, batch 64: all trainable {tr['all_trainable_img_s']:.0f} img/s, "
         f"frozen conv1-4 {tr['frozen_prefix_img_s']:.0f} img/s, feature-cached head "
         f"{tr['feature_cached_head_img_s']:.0f} img/s (features extracted at {tr['feature_extraction_img_s']:.0f} img/s)",

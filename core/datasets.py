@@ -580,13 +580,17 @@ def make_batches(
     augment: bool | Sequence[str] = False,
     shuffle: bool = False,
     seed: int = 0,
+    composite: Callable[[Any, Any], Any] | None = None,
 ):
     """Batches for Keras `fit`: `make_tf_dataset` under TensorFlow, a `core.batches.ArrayBatches` on other backends."""
     import core
 
     if core.backend() == "tensorflow":
         return make_tf_dataset(x, y, batch_size=batch_size, preprocess=preprocess, augment=augment,
-                               shuffle=shuffle, seed=seed)
+                               shuffle=shuffle, seed=seed, composite=composite)
+    if composite is not None:
+        raise TransferLabError("composite on the fly runs in tf.data: use KERAS_BACKEND=tensorflow, or cache "
+                               "composite copies (composite_copies > 0 with a frozen backbone).")
     from core.batches import ArrayBatches
 
     if len(x) != len(y):
@@ -605,11 +609,13 @@ def make_tf_dataset(
     shuffle: bool = False,
     seed: int = 0,
     repeat: bool = False,
+    composite: Callable[[Any, Any], Any] | None = None,
 ):
     """uint8 images (or float features) -> batches of (preprocess(augment(float32 0..255)), int32 labels), prefetched.
 
     Batches are gathered from the numpy arrays by index (no copy of x into the graph, so arrays over 2 GB
-    work). Augmentation runs sequentially because the Keras random layers are deterministic per seed only then.
+    work). `composite(float batch, row indices)` (`core.composite.compositor`) runs first. Augmentation runs
+    sequentially because the Keras random layers are deterministic per seed only then.
     """
     import tensorflow as tf
 
@@ -628,7 +634,8 @@ def make_tf_dataset(
         xb, yb = tf.numpy_function(_take, [i], (tf.as_dtype(x.dtype), tf.int32), stateful=False)
         xb.set_shape(shape)
         yb.set_shape((None,))
-        return tf.cast(xb, tf.float32), yb
+        xb = tf.cast(xb, tf.float32)
+        return (xb if composite is None else composite(xb, i)), yb
 
     def _take(i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return x[i], y[i]

@@ -46,6 +46,9 @@ class StageConfig:
     split_mode: str = "auto"
     limit_per_class: int | None = None
     per_class: int | None = None
+    composite: float = 0.0  # share of training images pasted onto random scenes (core.composite); 0: off
+    composite_copies: int = 2  # frozen-feature cache: composited copies cached beside the originals; 0: on the fly
+    noise_images: int = 0  # extra 'noise' training images: backgrounds alone and CIFAR-10 scenes
     name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,7 +224,7 @@ def apply_overrides(exp: Experiment, sets: list[str], repeats: int | None = None
 
 def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = False) -> dict[str, str]:
     """Field -> message for every wrong field that can be checked without building the model."""
-    from core import datasets, models, runs
+    from core import composite_stage, datasets, models, runs
 
     errors: dict[str, str] = {}
     listed = datasets.list_datasets()
@@ -254,6 +257,8 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
     bad_aug = [a for a in stage.augment if a not in AUGMENTATIONS]
     if bad_aug:
         errors["augment"] = f"unknown augmentation {', '.join(bad_aug)}; use {', '.join(AUGMENTATIONS)}"
+    readable = stage.noise_images and entry and entry["available"]
+    errors.update(composite_stage.stage_errors(stage, datasets.dataset_classes(stage.dataset) if readable else None))
     if stage.limit_per_class is not None and stage.limit_per_class < 2:
         errors["limit_per_class"] = "limit per class must be at least 2"
     if stage.arch in models.ARCHS and stage.input_size is not None:

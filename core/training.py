@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import core
-from core import calibration, datasets, models, runs, transfer
+from core import calibration, composite_stage, datasets, models, runs, transfer
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment, StageConfig, check_experiment
 
@@ -314,6 +314,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     x_tr, y_tr, classes = datasets.load_split_arrays(stage.dataset, "train", size, **data_kw)
     x_va, y_va, _ = datasets.load_split_arrays(stage.dataset, "val", size, **data_kw)
     x_te, y_te, _ = datasets.load_split_arrays(stage.dataset, "test", size, **data_kw)
+    x_tr, y_tr = composite_stage.training_arrays(stage, x_tr, y_tr, classes)
     if stage.batch_size > len(x_tr):
         raise TransferLabError(f"batch size {stage.batch_size} is larger than the {len(x_tr)} training images.")
     runs.write_json(run_id, "labels.json", classes)
@@ -329,25 +330,30 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     try:
         with strategy.scope():
             model, frozen = prepare_model(stage, len(classes), size, parent_run, classes)
-            k = transfer.cacheable_prefix(model) if stage.feature_cache and not stage.augment else 0
+            cacheable = stage.feature_cache and not stage.augment and composite_stage.uses_fixed_copies(stage)
+            k = transfer.cacheable_prefix(model) if cacheable else 0
+            y_fit = y_tr
             if k:
                 report("caching frozen features")
                 prefix, trainee = transfer.split_model(model, k)
                 f_tr, f_va = (predict_batches(prefix, x, preprocess) for x in (x_tr, x_va))
-                train_ds = datasets.make_batches(f_tr, y_tr, batch_size=stage.batch_size, preprocess=_identity,
+                f_tr, y_fit = composite_stage.cached_features(stage, x_tr, y_tr, f_tr,
+                                                              lambda x: predict_batches(prefix, x, preprocess))
+                train_ds = datasets.make_batches(f_tr, y_fit, batch_size=stage.batch_size, preprocess=_identity,
                                                  shuffle=True, seed=stage.seed)
                 val_ds = datasets.make_batches(f_va, y_va, batch_size=512, preprocess=_identity)
             else:
                 trainee = model
                 train_ds = datasets.make_batches(x_tr, y_tr, batch_size=stage.batch_size, preprocess=preprocess,
-                                                 augment=stage.augment or False, shuffle=True, seed=stage.seed)
+                                                 augment=stage.augment or False, shuffle=True, seed=stage.seed,
+                                                 composite=composite_stage.compositor(stage))
                 val_ds = datasets.make_batches(x_va, y_va, batch_size=512, preprocess=preprocess)
             trainee.compile(optimizer=make_optimizer(stage.optimizer, stage.learning_rate),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                             jit_compile="auto" if stage.jit_compile is None else stage.jit_compile)
     finally:
         keras.mixed_precision.set_dtype_policy(policy_before)
-    steps = math.ceil(len(x_tr) / stage.batch_size)
+    steps = math.ceil(len(y_fit) / stage.batch_size)
     recorder = RunRecorder(run_id, stage.epochs, steps, stage.monitor, stage.target_accuracy,
                            lambda: CANCEL_EVENT.is_set() or runs.cancel_requested(run_id), on_progress,
                            {**stage_info, "feature_cache": bool(k)})
@@ -392,11 +398,11 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
         "eval_time_s": time.perf_counter() - t_eval, "time_to_target_s": recorder.time_to_target,
         "target_accuracy": stage.target_accuracy,
         "ms_per_step": fit_time / max(1, epochs_run * steps) * 1000,
-        "images_per_s": len(x_tr) * epochs_run / fit_time if fit_time else None,
+        "images_per_s": len(y_fit) * epochs_run / fit_time if fit_time else None,
         "trainable_params": counts["trainable"], "non_trainable_params": counts["non_trainable"],
         "total_params": counts["total"], "frozen_layers": frozen, "feature_cache": bool(k),
         "inference_ms_per_image": single_image_latency_ms(model, size),
-        "n_train": len(x_tr), "n_val": len(x_va), "n_test": len(x_te), "input_size": size,
+        "n_train": len(x_tr), "n_fit": len(y_fit), "n_val": len(x_va), "n_test": len(x_te), "input_size": size,
         "classes": classes, "seed": stage.seed, "strategy": strategy_name(strategy),
         "replicas": strategy.num_replicas_in_sync, **environment(),
     }

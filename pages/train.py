@@ -19,13 +19,13 @@ from pages import common
 LIVE_S = 1.5  # live view refresh
 CUSTOM = "custom: one stage"
 AUTO_COUNT_LIMIT = 8  # distinct models built automatically for parameter counts; more on request
-INT_FIELDS = ("epochs", "batch_size", "patience", "seed")
+INT_FIELDS = ("epochs", "batch_size", "patience", "seed", "composite_copies", "noise_images")
 OPTIONAL_INT_FIELDS = ("input_size", "limit_per_class")
-FLOAT_FIELDS = ("learning_rate", "target_accuracy")
+FLOAT_FIELDS = ("learning_rate", "target_accuracy", "composite")
 TEXT_FIELDS = ("dataset", "source", "arch", "freeze", "head", "optimizer")
 COLUMNS = ("pipeline", "name", "dataset", "source", "arch", "freeze", "head", "optimizer", "learning_rate",
-           "epochs", "batch_size", "patience", "augment", "input_size", "limit_per_class", "seed",
-           "target_accuracy", "repeats")
+           "epochs", "batch_size", "patience", "augment", "composite", "composite_copies", "noise_images",
+           "input_size", "limit_per_class", "seed", "target_accuracy", "repeats")
 
 
 # ---- cached compute ----------------------------------------------------------------------------------------
@@ -198,6 +198,12 @@ def stage_table(choice: str, exp: Experiment) -> pd.DataFrame:
         "optimizer": st.column_config.SelectboxColumn(options=list(pipeline.OPTIMIZERS)),
         "learning_rate": st.column_config.NumberColumn("learning rate", format="%.6f", step=1e-6),
         "augment": st.column_config.TextColumn(help="comma-separated: " + ", ".join(pipeline.AUGMENTATIONS)),
+        "composite": st.column_config.NumberColumn(format="%.2f", min_value=0.0, max_value=1.0, help=(
+            "share of training images pasted onto random scenes (lab -> real photos); 0: off")),
+        "composite_copies": st.column_config.NumberColumn("copies", help="with a frozen backbone: composited "
+                                                          "copies whose features are cached; 0: on the fly"),
+        "noise_images": st.column_config.NumberColumn("noise imgs", help="extra 'noise' images: backgrounds "
+                                                      "alone and CIFAR-10 scenes (needs a noise class)"),
         "input_size": st.column_config.NumberColumn("input size", help="empty: the architecture's default"),
         "limit_per_class": st.column_config.NumberColumn("limit/class", help="cap images per class and split "
                                                          "(quick runs); empty: all"),

@@ -31,6 +31,7 @@ def test_report_prints_every_goal_with_its_figure():
     r = {"machine": {"cpu": "cpu", "cpu_cores": 2, "device": "CPU", "tensorflow": "2.x"}, "quick": False,
          "matmul_peak_gflops": 100.0,
          "input_pipeline": {"images": 10, "cold_img_s": 1.0, "warm_img_s": 5.0, "warm_over_cold": 5.0},
+         "composite": {"images": 256, "img_s_96": 900.0, "img_s_224": 210.0},
          "training": {"all_trainable_img_s": 400.0, "frozen_prefix_img_s": 1700.0, "feature_cached_head_img_s": 6000.0,
                       "feature_extraction_img_s": 1800.0, "train_gflop_per_image": 0.06, "achieved_gflops": 24.0,
                       "roofline_ratio": 0.24,
@@ -43,5 +44,5 @@ def test_report_prints_every_goal_with_its_figure():
     text = bench.report(r)
     for figure in ("24% of peak (goal >= 75%)", "conv2d_1", "forward  20.0 ms", "23% of peak", "64 XLA 404",
                    "12.0 s wall (<= 15 s)", "186.0 s wall (<= 180 s)", "0.065 (goal <= 0.083)",
-                   "model 0.27 ms (goal <= 2 ms)"):
+                   "model 0.27 ms (goal <= 2 ms)", "96px 900 img/s, 224px 210 img/s"):
         assert figure in text, figure
