@@ -96,13 +96,18 @@ def uses_fixed_copies(stage: StageConfig) -> bool:
     return not stage.composite or stage.composite_copies > 0
 
 
+def copies(stage: StageConfig) -> int:
+    """How many composited copies of the training images the feature cache holds besides the originals."""
+    return stage.composite_copies if stage.composite else 0
+
+
 def cached_features(stage: StageConfig, x: np.ndarray, y: np.ndarray, features: np.ndarray,
                     extract: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Features of the originals plus `composite_copies` composited copies (labels repeated to match)."""
-    if not stage.composite:
+    if not copies(stage):
         return features, y
     from core import composite
 
-    copies = composite.composited_copies(x, stage.composite_copies, stage.seed, background_bank())
-    feats = [features] + [extract(c) for c in copies]
+    batches = composite.composited_copies(x, copies(stage), stage.seed, background_bank())
+    feats = [features] + [extract(c) for c in batches]
     return np.concatenate(feats), np.tile(y, len(feats))

@@ -235,14 +235,20 @@ def single_image_latency_ms(model: keras.Model, input_size: int, repeats: int = 
     return float(np.median(times))
 
 
-def predict_batches(model: keras.Model, x: np.ndarray, preprocess: Callable, batch_size: int = 256) -> np.ndarray:
-    """Forward pass over uint8 images in batches with a compiled function (no Keras predict overhead)."""
+def predict_batches(model: keras.Model, x: np.ndarray, preprocess: Callable, batch_size: int = 256,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Forward pass over uint8 images in batches with a compiled function (no Keras predict overhead);
+    `progress(n)` hears of every n images done."""
     if BACKEND == "tensorflow":
         forward = tf.function(lambda t: model(preprocess(tf.cast(t, tf.float32)), training=False),
                               input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype))])
     else:
         forward = _jax_forward(model, preprocess)
-    outs = [np.asarray(forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+    outs = []
+    for i in range(0, len(x), batch_size):
+        outs.append(np.asarray(forward(x[i:i + batch_size])))
+        if progress:
+            progress(len(outs[-1]))
     return np.concatenate(outs) if outs else np.zeros((0,) + tuple(model.output.shape[1:]), np.float32)
 
 
@@ -331,14 +337,20 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
         with strategy.scope():
             model, frozen = prepare_model(stage, len(classes), size, parent_run, classes)
             cacheable = stage.feature_cache and not stage.augment and composite_stage.uses_fixed_copies(stage)
-            k = transfer.cacheable_prefix(model) if cacheable else 0
+            split = transfer.split_frozen(model) if cacheable else None
             y_fit = y_tr
-            if k:
-                report("caching frozen features")
-                prefix, trainee = transfer.split_model(model, k)
-                f_tr, f_va = (predict_batches(prefix, x, preprocess) for x in (x_tr, x_va))
-                f_tr, y_fit = composite_stage.cached_features(stage, x_tr, y_tr, f_tr,
-                                                              lambda x: predict_batches(prefix, x, preprocess))
+            if split:
+                prefix, trainee = split
+                todo = len(x_va) + len(x_tr) * (1 + composite_stage.copies(stage))
+                done = [0]
+
+                def extracted(n: int) -> None:
+                    done[0] += n
+                    report(f"caching frozen features: {done[0]:,} of {todo:,} images")
+
+                f_tr, f_va = (predict_batches(prefix, x, preprocess, progress=extracted) for x in (x_tr, x_va))
+                f_tr, y_fit = composite_stage.cached_features(
+                    stage, x_tr, y_tr, f_tr, lambda x: predict_batches(prefix, x, preprocess, progress=extracted))
                 train_ds = datasets.make_batches(f_tr, y_fit, batch_size=stage.batch_size, preprocess=_identity,
                                                  shuffle=True, seed=stage.seed)
                 val_ds = datasets.make_batches(f_va, y_va, batch_size=512, preprocess=_identity)
@@ -356,7 +368,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     steps = math.ceil(len(y_fit) / stage.batch_size)
     recorder = RunRecorder(run_id, stage.epochs, steps, stage.monitor, stage.target_accuracy,
                            lambda: CANCEL_EVENT.is_set() or runs.cancel_requested(run_id), on_progress,
-                           {**stage_info, "feature_cache": bool(k)})
+                           {**stage_info, "feature_cache": bool(split)})
     callbacks: list[keras.callbacks.Callback] = [recorder]
     if stage.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
@@ -400,7 +412,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
         "ms_per_step": fit_time / max(1, epochs_run * steps) * 1000,
         "images_per_s": len(y_fit) * epochs_run / fit_time if fit_time else None,
         "trainable_params": counts["trainable"], "non_trainable_params": counts["non_trainable"],
-        "total_params": counts["total"], "frozen_layers": frozen, "feature_cache": bool(k),
+        "total_params": counts["total"], "frozen_layers": frozen, "feature_cache": bool(split),
         "inference_ms_per_image": single_image_latency_ms(model, size),
         "n_train": len(x_tr), "n_fit": len(y_fit), "n_val": len(x_va), "n_test": len(x_te), "input_size": size,
         "classes": classes, "seed": stage.seed, "strategy": strategy_name(strategy),

@@ -260,3 +260,37 @@ def split_model(model: keras.Model, k: int) -> tuple[keras.Model, keras.Model]:
     h_in, h_out = _chain(layers[k + 1:], tuple(p_out.shape[1:]), "features")
     head = keras.Model(h_in, h_out, name=f"{model.name}_head")
     return prefix, head
+
+
+def _inner_split(base: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """For a nested base that is only partly frozen: (its frozen front, the rest), cut after the last frozen,
+    deterministic layer whose output alone feeds everything after it (a block boundary, not inside a residual)."""
+    inner = base.layers
+    j = 0
+    for i in range(1, len(inner)):
+        if not _deterministic_frozen(inner[i]):
+            break
+        j = i
+    for cut in range(j, 0, -1):
+        try:
+            tail = keras.Model(inner[cut].output, base.output, name=f"{base.name}_tail")
+        except ValueError:  # the rest also needs an earlier tensor (a skip connection): cut further back
+            continue
+        return keras.Model(base.input, inner[cut].output, name=f"{base.name}_front"), tail
+    return None
+
+
+def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """(prefix, head) with head(prefix(x)) == model(x), the prefix as long as a frozen, deterministic front
+    allows, so its output can be cached: the top-level split of `cacheable_prefix`, or, when the next layer is a
+    nested base that trains only its last blocks (`last-block+batchnorm`), a cut inside that base. None if no
+    prefix can be cached."""
+    k = cacheable_prefix(model)
+    layers = model.layers
+    nested = layers[k + 1] if k + 1 < len(layers) - 1 else None
+    if isinstance(nested, keras.Model) and (inner := _inner_split(nested)):
+        front, tail = inner
+        p_in, p_out = _chain([*layers[1:k + 1], front], model.input_shape[1:], "input")
+        h_in, h_out = _chain([tail, *layers[k + 2:]], tuple(p_out.shape[1:]), "features")
+        return keras.Model(p_in, p_out, name=f"{model.name}_prefix"), keras.Model(h_in, h_out, name=f"{model.name}_head")
+    return split_model(model, k) if k else None

@@ -242,3 +242,27 @@ def test_paper_a_printed_counts(arch, classes, policy, trainable, non_trainable)
     transfer.apply_freeze(model, policy)
     counts = models.param_counts(model)
     assert (counts["trainable"], counts["non_trainable"]) == (trainable, non_trainable)
+
+
+def test_split_frozen_cuts_inside_a_nested_base_that_fine_tunes_its_last_block():
+    """last-block+batchnorm on EfficientNet-Lite: the cached prefix runs through block6, the head holds block7
+    and the classifier, and head(prefix(x)) == model(x)."""
+    model = models.build_model("efficientnet_lite0", 3, 64, seed=0)
+    frozen = transfer.apply_freeze(model, "last-block+batchnorm")
+    assert transfer.cacheable_prefix(model) == 0, "the base trains, so no top-level prefix is cacheable"
+    prefix, head = transfer.split_frozen(model)
+    assert not prefix.trainable_weights
+    trained = {w.path for w in head.trainable_weights}
+    assert trained == {w.path for w in model.trainable_weights}
+    assert any("block7" in p for p in trained) and not any("block6" in p for p in trained)
+    assert all("_bn" not in p for p in trained) and any(n.endswith("_bn") for n in frozen)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(head(prefix(x)), model(x), atol=1e-5)
+
+
+def test_split_frozen_is_the_top_level_split_or_none(alex4):
+    transfer.apply_freeze(alex4, "first:4")
+    prefix, head = transfer.split_frozen(alex4)
+    assert len(prefix.layers) - 1 == transfer.cacheable_prefix(alex4)
+    transfer.apply_freeze(alex4, "none")
+    assert transfer.split_frozen(alex4) is None
