@@ -5,15 +5,14 @@
 scale (object 30-100% of the frame), position, rotation and flip onto a random background (CIFAR-10 crops,
 crops of other images in the batch, fractal noise, stripes and wood grain, flat colour, linear gradients), then
 jitters hue, saturation, brightness, contrast, blur and sensor noise. Stateless random ops only: the same seed
-gives the same images, inside `tf.data` or as fixed numpy copies (`composited_copies`) for the
-frozen-feature cache. `noise_images` makes extra `noise`-class samples: backgrounds alone and CIFAR-10 images.
-How a training stage uses these: `core.composite_stage`.
+gives the same images. `pile_batch` pastes several objects (piles in bins, bowls, on branches) at 20-50% of
+the frame each. Fixed numpy copies for the frozen-feature cache and extra `noise` images: `core.composite_arrays`;
+how a training stage uses these: `core.composite_stage`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ MASK_RES = 64  # the mask is found at this resolution, then resized to the image
 WHITE_DISTANCE = 30  # a pixel whose darkest channel is within this of 255 is background white
 BG_RES = 64  # backgrounds are drawn at this resolution and upsampled: a defocused scene
 SCALE_RANGE = (0.3, 1.0)  # the object's longer side as a fraction of the frame
+PILE_SCALE = (0.2, 0.5)  # each object of a pile
 # background kinds, in this order: cifar, crop of another image, fractal noise, stripes/wood, flat, gradient
 KIND_WEIGHTS = (0.3, 0.1, 0.2, 0.15, 0.1, 0.15)
 Seed = Any  # an int pair, or a tensor of shape [2]
@@ -204,14 +204,14 @@ def backgrounds(seed: Seed, n: Any, size: int, bank: np.ndarray | None = None, p
 # ---- the composite -------------------------------------------------------------------------------------------
 
 
-def _transforms(seed: tf.Tensor, box: tf.Tensor, size: int, in_size: tf.Tensor) -> tf.Tensor:
+def _transforms(seed: tf.Tensor, box: tf.Tensor, size: int, in_size: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
     """[B, 8] projective transforms (output pixel -> input pixel): the object's box centre to a random point,
-    its longer side to 30-100% of the frame, a random rotation and a random mirror."""
+    its longer side to scale[:, 0]..scale[:, 1] of the frame, a random rotation and a random mirror."""
     n = tf.shape(box)[0]
     s = _split(seed, 4)
     in_size = tf.cast(in_size, tf.float32)
     side = tf.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]) * in_size
-    target = _uniform(s[0], [n], *SCALE_RANGE) * size
+    target = (scale[:, 0] + _uniform(s[0], [n]) * (scale[:, 1] - scale[:, 0])) * size
     inv = side / target  # input pixels per output pixel
     theta = _uniform(s[1], [n], -math.pi, math.pi)
     mirror = tf.where(_uniform(s[2], [n]) < 0.5, -1.0, 1.0)
@@ -237,7 +237,7 @@ def _colour_matrices(hue: tf.Tensor, saturation: tf.Tensor) -> tf.Tensor:
     return forward @ tf.transpose(chroma, (0, 2, 1)) @ tf.constant(np.linalg.inv(_RGB_TO_YIQ).T)
 
 
-def _jitter(seed: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+def jitter(seed: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     """Hue, saturation, brightness, contrast, blur and sensor noise, per image; float 0..255 in and out."""
     n = tf.shape(x)[0]
     s = _split(seed, 7)
@@ -256,63 +256,67 @@ def _jitter(seed: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(x, 0.0, 255.0)
 
 
-def composite_batch(x: Any, seed: Seed, bank: np.ndarray | None = None, probability: float = 1.0) -> tf.Tensor:
-    """Images [B, H, W, 3] (uint8 or float 0..255, white background) -> float32 composites of the same shape;
-    each image is composited with `probability`, the others are returned unchanged."""
-    x = tf.convert_to_tensor(x)
-    x = tf.cast(x, tf.float32)
-    size = int(x.shape[1]) if x.shape[1] is not None else None
-    if size is None or x.shape[2] != size:
-        raise TransferLabError(f"composite needs square images of a known size, got shape {x.shape}.")
-    seed = tf.cast(seed, tf.int64)
-    s = _split(seed, 6)
+def _paste(x: tf.Tensor, seed: tf.Tensor, scene: tf.Tensor, scale: tf.Tensor, mask: tf.Tensor | None = None,
+           box: tf.Tensor | None = None) -> tf.Tensor:
+    """The objects of x (float [B, H, W, 3], white background) cut out and pasted onto `scene`, with a soft
+    contact shadow; `scale` [B, 2] bounds each object's longer side as a fraction of the frame."""
+    size = int(x.shape[1])
     n = tf.shape(x)[0]
-    mask = _object_mask(x)
-    box = _boxes(mask)
+    s = _split(seed, 2)
+    mask = _object_mask(x) if mask is None else mask
+    box = _boxes(mask) if box is None else box
     alpha = tf.clip_by_value(_blur(tf.image.resize(mask, (size, size)), 1.0), 0.0, 1.0)
     gain = tf.reshape(_uniform(s[0], [n], 0.7, 1.1), (n, 1, 1, 1))
     premultiplied = tf.concat([x * alpha * gain, alpha], -1)
     moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=premultiplied, transforms=_transforms(s[1], box, size, size), output_shape=[size, size],
+        images=premultiplied, transforms=_transforms(s[1], box, size, size, scale), output_shape=[size, size],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
     fg, a = moved[..., :3], moved[..., 3:]
     shadow = 1.0 - 0.35 * _blur(tf.roll(a, shift=max(1, size // 40), axis=1), max(1.0, size / 40))
-    scene = backgrounds(s[2], n, size, bank, pool=x, pool_boxes=box) * shadow
-    out = _jitter(s[3], fg + (1.0 - a) * scene)
+    return fg + (1.0 - a) * scene * shadow
+
+
+def _square(x: Any) -> tf.Tensor:
+    x = tf.cast(tf.convert_to_tensor(x), tf.float32)
+    if x.shape[1] is None or x.shape[1] != x.shape[2]:
+        raise TransferLabError(f"composite needs square images of a known size, got shape {x.shape}.")
+    return x
+
+
+def _scales(n: Any, bounds: tuple[float, float]) -> tf.Tensor:
+    return tf.tile(tf.constant([bounds], tf.float32), [n, 1])
+
+
+def composite_batch(x: Any, seed: Seed, bank: np.ndarray | None = None, probability: float = 1.0) -> tf.Tensor:
+    """Images [B, H, W, 3] (uint8 or float 0..255, white background) -> float32 composites of the same shape;
+    each image is composited with `probability`, the others are returned unchanged."""
+    x = _square(x)
+    s = _split(tf.cast(seed, tf.int64), 4)
+    n = tf.shape(x)[0]
+    mask = _object_mask(x)
+    box = _boxes(mask)
+    scene = backgrounds(s[0], n, int(x.shape[1]), bank, pool=x, pool_boxes=box)
+    out = jitter(s[2], _paste(x, s[1], scene, _scales(n, SCALE_RANGE), mask, box))
     if probability >= 1.0:
         return out
-    chosen = tf.reshape(_uniform(s[4], [n]) < probability, (n, 1, 1, 1))
+    chosen = tf.reshape(_uniform(s[3], [n]) < probability, (n, 1, 1, 1))
     return tf.where(chosen, out, x)
 
 
-# ---- fixed arrays --------------------------------------------------------------------------------------------
-
-
-def composited_copies(x: np.ndarray, copies: int, seed: int, bank: np.ndarray | None = None,
-                      batch_size: int = 64) -> Iterator[np.ndarray]:
-    """`copies` uint8 arrays like x, every image composited, each copy with its own seeds (copy c, batch j)."""
-    fn = tf.function(lambda xb, s: composite_batch(xb, s, bank), reduce_retracing=True)
-    for c in range(copies):
-        out = np.empty_like(x)
-        for j, start in enumerate(range(0, len(x), batch_size)):
-            batch_seed = tf.constant([seed, 1_000_003 * (c + 1) + j], tf.int64)
-            got = fn(tf.constant(x[start:start + batch_size]), batch_seed)
-            out[start:start + batch_size] = np.round(got.numpy()).astype(np.uint8)
-        yield out
-
-
-def noise_images(n: int, size: int, seed: int, bank: np.ndarray | None = None) -> np.ndarray:
-    """n uint8 `noise` samples [n, size, size, 3]: half CIFAR-10 images (non-fruit scenes) when a bank is
-    given, the rest backgrounds with no object, jittered like the composites."""
-    if n <= 0:
-        return np.zeros((0, size, size, 3), np.uint8)
-    rng = np.random.default_rng([seed, 424242])
-    n_cifar = n // 2 if bank is not None else 0
-    parts = []
-    if n_cifar:
-        picked = tf.constant(bank[rng.choice(len(bank), n_cifar, replace=n_cifar > len(bank))])
-        parts.append(tf.image.resize(tf.cast(picked, tf.float32), (size, size), method="bicubic"))
-    if n - n_cifar:
-        parts.append(backgrounds([seed, 424243], n - n_cifar, size, bank))
-    images = _jitter(tf.constant([seed, 424244], tf.int64), tf.concat(parts, 0))
-    return np.round(images.numpy()).astype(np.uint8)[rng.permutation(n)]
+def pile_batch(x: Any, partners: Any, active: Any, seed: Seed, bank: np.ndarray | None = None) -> tf.Tensor:
+    """A pile, as in a shop bin, a bowl or on a branch: each image of x pasted last over up to M `partners`
+    (float [M, B, H, W, 3], typically other images of the same class; partner j of image i is pasted where
+    active[j, i]), every object PILE_SCALE of the frame, on a random background, then jittered."""
+    x = _square(x)
+    partners = tf.cast(tf.convert_to_tensor(partners), tf.float32)
+    active = tf.convert_to_tensor(active, tf.bool)
+    m = int(partners.shape[0])
+    s = _split(tf.cast(seed, tf.int64), m + 3)
+    n = tf.shape(x)[0]
+    scale = _scales(n, PILE_SCALE)
+    mask = _object_mask(x)
+    box = _boxes(mask)
+    scene = backgrounds(s[0], n, int(x.shape[1]), bank, pool=x, pool_boxes=box)
+    for j in range(m):
+        scene = tf.where(tf.reshape(active[j], (n, 1, 1, 1)), _paste(partners[j], s[j + 1], scene, scale), scene)
+    return jitter(s[m + 2], _paste(x, s[m + 1], scene, scale, mask, box))

@@ -62,12 +62,12 @@ def training_arrays(stage: StageConfig, x: np.ndarray, y: np.ndarray,
     """The stage's training images with its `noise_images` appended (labelled noise); unchanged when 0."""
     if not stage.noise_images:
         return x, y
-    from core import composite
+    from core import composite_arrays
 
     if NOISE_CLASS not in classes:
         raise TransferLabError(f"noise images need a '{NOISE_CLASS}' class; {stage.dataset} has "
                                f"{', '.join(classes)}.")
-    extra = composite.noise_images(stage.noise_images, x.shape[1], stage.seed, background_bank())
+    extra = composite_arrays.noise_images(stage.noise_images, x.shape[1], stage.seed, background_bank())
     label = np.full(len(extra), classes.index(NOISE_CLASS), y.dtype)
     return np.concatenate([x, extra]), np.concatenate([y, label])
 
@@ -106,8 +106,8 @@ def cached_features(stage: StageConfig, x: np.ndarray, y: np.ndarray, features: 
     """Features of the originals plus `composite_copies` composited copies (labels repeated to match)."""
     if not copies(stage):
         return features, y
-    from core import composite
+    from core import composite_arrays
 
-    batches = composite.composited_copies(x, copies(stage), stage.seed, background_bank())
+    batches = composite_arrays.composited_copies(x, copies(stage), stage.seed, background_bank(), labels=y)
     feats = [features] + [extract(c) for c in batches]
     return np.concatenate(feats), np.tile(y, len(feats))

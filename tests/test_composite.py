@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core import composite, composite_stage, datasets, runs, training
+from core import composite, composite_arrays, composite_stage, datasets, runs, training
 from core.pipeline import StageConfig, validate_stage
 
 pytestmark = pytest.mark.realdata
@@ -64,9 +64,9 @@ def test_probability_keeps_the_other_images_unchanged(fruits):
 def test_fixed_copies_and_the_tf_data_path_are_seeded(fruits):
     x, y, _ = fruits
     stage = StageConfig(composite=1.0, composite_copies=2, seed=4)
-    copies = list(composite.composited_copies(x[:10], 2, seed=4))
+    copies = list(composite_arrays.composited_copies(x[:10], 2, seed=4))
     assert len(copies) == 2 and copies[0].dtype == np.uint8 and copies[0].shape == x[:10].shape
-    np.testing.assert_array_equal(copies[1], list(composite.composited_copies(x[:10], 2, seed=4))[1])
+    np.testing.assert_array_equal(copies[1], list(composite_arrays.composited_copies(x[:10], 2, seed=4))[1])
     assert not np.array_equal(copies[0], copies[1])
 
     def one_epoch() -> np.ndarray:
@@ -114,3 +114,19 @@ def test_a_tiny_stage_with_composite_trains_on_both_paths(real_data_root, result
     on_the_fly = run(StageConfig(**{**child.to_dict(), "composite_copies": 0}), scratch["run_id"])
     assert on_the_fly["metrics"]["feature_cache"] is False
     assert on_the_fly["metrics"]["n_fit"] == on_the_fly["metrics"]["n_train"]
+
+
+def test_piles_are_seeded_and_hold_several_objects_of_one_class(fruits):
+    """With labels, half the copies are piles: several objects of the image's own class on one background."""
+    x, y, _ = fruits
+    first = list(composite_arrays.composited_copies(x[:16], 1, seed=2, labels=y[:16]))[0]
+    again = list(composite_arrays.composited_copies(x[:16], 1, seed=2, labels=y[:16]))[0]
+    np.testing.assert_array_equal(first, again)
+    plain = list(composite_arrays.composited_copies(x[:16], 1, seed=2))[0]
+    assert not np.array_equal(first, plain)
+    partners, active = composite_arrays._pile_plan(y, np.arange(16), np.random.default_rng(0))
+    assert (y[partners] == y[np.arange(16)][None, :]).all(), "partners come from the image's own class"
+    counts = active.sum(0)
+    assert counts.min() >= composite_arrays.PILE_PARTNERS[0] and counts.max() <= composite_arrays.PILE_PARTNERS[1]
+    one = composite.pile_batch(x[:1], x[None, 1:2].repeat(3, 0), np.ones((3, 1), bool), [0, 1]).numpy()
+    assert one.shape == (1, *x.shape[1:]) and (one.min(-1) > 245).mean() < 0.02
