@@ -111,6 +111,8 @@ def _resolve(name: str) -> tuple[dio.Source, dict[str, Any] | None]:
     meta = read_meta(name)
     if meta is not None:
         return dio.local_source(name, meta), None
+    if problem := dio.meta_problem(name):
+        raise TransferLabError(f"Dataset {name!r} is unreadable ({problem}): import it again.")
     if (data_root() / name).is_dir() and name not in dio.RESERVED_NAMES:
         raise TransferLabError(
             f"{data_root() / name} was not imported (no dataset.json): python -m core datasets import <folder>."
@@ -729,6 +731,9 @@ def list_datasets() -> list[dict[str, Any]]:
         if meta:
             out[folder.name] = {"name": folder.name, "kind": meta["kind"], "available": True,
                                 "description": _meta_description(meta)}  # fmt: skip
+        elif folder.is_dir() and (problem := dio.meta_problem(folder.name)):
+            out[folder.name] = {"name": folder.name, "kind": "unreadable", "available": False,
+                                "description": f"unreadable: {problem}; import it again"}
     if "fruits360" not in out:
         out["fruits360"] = {"name": "fruits360", "kind": "local", "available": False,
                             "description": f"Fruits-360 (103 classes, 100x100): {FRUITS_HINT}"}  # fmt: skip

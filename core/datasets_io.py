@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.config import TransferLabError, atomic_write_json, data_root, read_json, validate_name
+from core import records
+from core.config import TransferLabError, atomic_write_json, data_root, validate_name
 from core.images import MAX_PIXELS, is_image_name
 
 Progress = Callable[[str, float], None]
@@ -671,9 +672,13 @@ def export_dataset(name: str, dest: str | Path, size: int, quality: int = 95, sp
 
 
 def read_meta(name: str) -> dict | None:
-    """The stored dataset.json of an imported dataset, or None when there is none."""
-    meta = read_json(data_root() / name / META_FILE)
-    return meta if isinstance(meta, dict) and meta.get("kind") in ("local", "idx") else None
+    """The stored dataset.json of an imported dataset, or None when there is none or it is malformed."""
+    return records.read_dataset_meta(data_root() / name / META_FILE)[0]
+
+
+def meta_problem(name: str) -> str | None:
+    """Why the dataset.json in <data_root>/<name> cannot be used; None when it is fine or absent."""
+    return records.read_dataset_meta(data_root() / name / META_FILE)[1]
 
 
 # ---- reading what is stored: local folders, IDX and the Keras built-ins --------------------------------------
