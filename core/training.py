@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import core
-from core import calibration, datasets, models, runs, transfer
+from core import calibration, datasets, limits, models, runs, transfer
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment, StageConfig, check_experiment
 
@@ -351,7 +351,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     recorder = RunRecorder(run_id, stage.epochs, steps, stage.monitor, stage.target_accuracy,
                            lambda: CANCEL_EVENT.is_set() or runs.cancel_requested(run_id), on_progress,
                            {**stage_info, "feature_cache": bool(k)})
-    callbacks: list[keras.callbacks.Callback] = [recorder]
+    callbacks: list[keras.callbacks.Callback] = [recorder, keras.callbacks.TerminateOnNaN()]
     if stage.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
                                                        restore_best_weights=True))
@@ -362,6 +362,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     wall_time = time.perf_counter() - t_train
     if recorder.cancelled:
         raise Cancelled()
+    limits.check_finite_loss(hist.history, stage.learning_rate)
 
     report("evaluating")
     t_eval = time.perf_counter()
