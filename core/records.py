@@ -150,8 +150,9 @@ def read_progress(folder: Path) -> dict[str, Any]:
     return progress or {}
 
 
-def read_confusion(folder: Path) -> tuple[list[str], list[list[int]]] | None:
-    """(classes, dense matrix) from confusion.json, dense or sparse; None when absent or malformed."""
+def read_confusion(folder: Path, max_dense: int = 200) -> tuple[list[str], list[list[int]] | None] | None:
+    """(classes, dense matrix) from confusion.json, sparse or (older runs) dense; the matrix is None above
+    `max_dense` classes (too large to draw or hold); None when the file is absent or malformed."""
     data, _ = read_object(folder / "confusion.json")
     if data is None or not is_string_list(data.get("classes")):
         return None
@@ -162,6 +163,8 @@ def read_confusion(folder: Path) -> tuple[list[str], list[list[int]]] | None:
                 isinstance(c, list) and len(c) == 3 and all(type(v) is int for v in c)
                 and 0 <= c[0] < n and 0 <= c[1] < n for c in cells):
             return None
+        if n > max_dense:
+            return classes, None
         matrix = [[0] * n for _ in range(n)]
         for i, j, count in cells:
             matrix[i][j] = count
@@ -171,7 +174,7 @@ def read_confusion(folder: Path) -> tuple[list[str], list[list[int]]] | None:
             isinstance(row, list) and len(row) == n and all(is_number(v) and math.isfinite(v) for v in row)
             for row in matrix)):
         return None
-    return classes, matrix
+    return classes, matrix if n <= max_dense else None
 
 
 def read_history_rows(path: Path) -> list[dict[str, Any]]:

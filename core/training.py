@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 import core
-from core import calibration, datasets, limits, models, runs, transfer
+from core import calibration, confusion, datasets, limits, models, runs, transfer
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment, StageConfig, check_experiment
 
@@ -202,20 +202,17 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, Cohen's kappa, confusion matrix and per-class precision/recall/F1."""
+    """Accuracy, Cohen's kappa, the confusion matrix as sparse cells and per-class precision/recall/F1."""
     n = len(classes)
-    cm = np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
-    total = cm.sum()
-    acc = float(np.trace(cm) / total) if total else 0.0
-    expected = float((cm.sum(0) * cm.sum(1)).sum() / total**2) if total else 0.0
-    kappa = (acc - expected) / (1 - expected) if expected < 1 else 1.0
-    tp = np.diag(cm).astype(float)
-    precision = np.divide(tp, cm.sum(0), out=np.zeros(n), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros(n), where=cm.sum(1) > 0)
+    m = confusion.summary(y_true, y_pred, n)
+    tp, support, predicted = m["tp"], m["support"], m["predicted"]
+    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
     per_class = [{"class": c, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                 for c, p, r, f, s in zip(classes, precision, recall, f1, cm.sum(1), strict=True)]
-    return {"accuracy": acc, "kappa": float(kappa), "confusion": cm.tolist(), "per_class": per_class}
+                 for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)]
+    return {"accuracy": m["accuracy"], "kappa": m["kappa"], "confusion": confusion.sparse_cells(y_true, y_pred, n),
+            "per_class": per_class}
 
 
 def single_image_latency_ms(model: keras.Model, input_size: int, repeats: int = 50) -> float:
@@ -373,8 +370,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     val_acc = float((val_probs.argmax(1) == y_va).mean())
     cal = calibration.calibrate(val_probs, y_va)
     runs.save_model(run_id, model)
-    runs.write_json(run_id, "confusion.json", {"classes": classes, "matrix": test["confusion"]})
-    _write_confusion_csv(run_id, classes, test["confusion"])
+    confusion.write(runs.run_dir(run_id), classes, test["confusion"])
     epochs_run = len(hist.history.get("loss", []))
     monitored = hist.history.get(stage.monitor, [])
     best_epoch = (int(np.argmin(monitored) if "loss" in stage.monitor else np.argmax(monitored)) + 1
@@ -405,14 +401,6 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
 
 def _identity(t: Any) -> Any:
     return t
-
-
-def _write_confusion_csv(run_id: str, classes: list[str], matrix: list[list[int]]) -> None:
-    from core.config import atomic_write_text
-
-    lines = ["true\\pred," + ",".join(classes)] + [f"{c}," + ",".join(map(str, row))
-                                                   for c, row in zip(classes, matrix, strict=True)]
-    atomic_write_text(runs.run_dir(run_id) / "confusion.csv", "\n".join(lines) + "\n")
 
 
 def execute_run(run_id: str, stage: StageConfig, parent_run: str | None,

@@ -214,12 +214,12 @@ def curves(history: list[dict[str, Any]], title: str = "") -> go.Figure | None:
 
 
 def confusion(run: dict[str, Any]) -> None:
-    stored = records.read_confusion(Path(run["path"]))
+    stored = records.read_confusion(Path(run["path"]), MAX_HEATMAP_CLASSES)
     if stored is None:
         st.caption("No readable confusion matrix (the run did not finish, or confusion.json is malformed).")
         return
     classes, matrix = stored
-    if len(classes) > MAX_HEATMAP_CLASSES:
+    if matrix is None:
         st.caption(f"{len(classes)} classes: too many to draw; confusion.csv in the run's folder holds the matrix.")
         return
     fig = px.imshow(matrix, x=classes, y=classes, text_auto=True, color_continuous_scale="Blues",
