@@ -25,6 +25,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,6 +60,8 @@ IDX_RE = re.compile(r"^(?P<prefix>.+?)[-_.](?P<kind>images|labels)[-_.]idx(?P<nd
 IDX_SPLITS = {"train": "train", "t10k": "test", "test": "test"}
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 _CHUNK = 256  # files per pool task during import
+MAX_MEMBER_BYTES = 100 * 1024**2  # one image file; a larger one is left out as unreadable, never read whole
+IN_FLIGHT_BYTES = 128 * 1024**2  # member bytes read but not yet verified and written, at most (plus one member)
 
 
 @dataclass
@@ -95,10 +98,23 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class _Member:
-    """One file of the source (zip member or file in a folder), by its path parts inside the source."""
+    """One file of the source (zip member or file in a folder), by its path parts inside the source; `read`
+    gives None for a file over MAX_MEMBER_BYTES or one that cannot be read whole (bad CRC, encrypted, ...)."""
 
     parts: tuple[str, ...]
-    read: Callable[[], bytes]
+    read: Callable[[], bytes | None]
+
+
+def _read_capped(opener: Callable[[], Any], declared: int) -> bytes | None:
+    """At most MAX_MEMBER_BYTES + 1 bytes are ever read, whatever the archive declares."""
+    if declared > MAX_MEMBER_BYTES:
+        return None
+    try:
+        with opener() as f:
+            data = f.read(MAX_MEMBER_BYTES + 1)
+    except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error):
+        return None  # bad CRC, encrypted (RuntimeError), unsupported compression, truncated stream
+    return data if len(data) <= MAX_MEMBER_BYTES else None
 
 
 # ---- entry point ------------------------------------------------------------------------------------------
@@ -225,7 +241,7 @@ def _zip_members(zf: zipfile.ZipFile, label: str) -> tuple[list[_Member], set[tu
         if info.is_dir():
             dirs.add(parts)
             continue
-        files.append(_Member(parts, lambda info=info: zf.read(info)))
+        files.append(_Member(parts, lambda info=info: _read_capped(lambda: zf.open(info), info.file_size)))
     return files, dirs
 
 
@@ -268,7 +284,7 @@ def _folder_members(root: Path) -> tuple[list[_Member], set[tuple[str, ...]]]:
             p = base / f
             if p.is_symlink():
                 raise TransferLabError(f"Refusing {root}: {p} is a symlink; nothing was imported.")
-            files.append(_Member((*rel, f), p.read_bytes))
+            files.append(_Member((*rel, f), lambda p=p: _read_capped(lambda: p.open("rb"), p.stat().st_size)))
     return files, dirs
 
 
@@ -479,11 +495,11 @@ def _copy_verified(
     todo = list(unique.values())
     for split, cls in {(s, c) for s, c, _ in todo}:
         (tmp / split / cls).mkdir(parents=True, exist_ok=True)
-    pending: list[tuple[Future, list[tuple[str, str, _Member]]]] = []
+    pending: list[tuple[Future, list[tuple[str, str, _Member]], int]] = []
 
-    def settle(limit: int) -> None:
-        while len(pending) > limit:
-            fut, chunk = pending.pop(0)
+    def settle(chunks: int, in_flight: int) -> None:
+        while pending and (len(pending) > chunks or sum(n for _, _, n in pending) > in_flight):
+            fut, chunk, _ = pending.pop(0)
             for ok, (split, cls, member) in zip(fut.result(), chunk, strict=True):
                 if ok:
                     counts[split][cls] += 1
@@ -491,15 +507,18 @@ def _copy_verified(
                     unreadable.append("/".join(member.parts))
 
     with ThreadPoolExecutor(_WORKERS) as pool:
-        for start in range(0, len(todo), _CHUNK):
-            chunk = todo[start : start + _CHUNK]
-            jobs = [(m.read(), tmp / split / cls / m.parts[-1]) for split, cls, m in chunk]
-            pending.append((pool.submit(_verify_and_write_all, jobs), chunk))
-            settle(2 * _WORKERS)
-            progress(
-                f"Importing {name}: {start + len(chunk)}/{len(todo)} images", (start + len(chunk)) / len(todo)
-            )
-        settle(0)
+        start = 0
+        while start < len(todo):
+            jobs, size = [], 0
+            while start + len(jobs) < len(todo) and len(jobs) < _CHUNK and size < IN_FLIGHT_BYTES // 4:
+                split, cls, m = todo[start + len(jobs)]
+                jobs.append((m.read(), tmp / split / cls / m.parts[-1]))
+                size += len(jobs[-1][0] or b"")
+            chunk, start = todo[start : start + len(jobs)], start + len(jobs)
+            pending.append((pool.submit(_verify_and_write_all, jobs), chunk, size))
+            settle(2 * _WORKERS, IN_FLIGHT_BYTES)
+            progress(f"Importing {name}: {start}/{len(todo)} images", start / len(todo))
+        settle(0, 0)
     return (
         {s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
         sorted(unreadable),
@@ -507,12 +526,14 @@ def _copy_verified(
     )
 
 
-def _verify_and_write_all(jobs: list[tuple[bytes, Path]]) -> list[bool]:
+def _verify_and_write_all(jobs: list[tuple[bytes | None, Path]]) -> list[bool]:
     return [_verify_and_write(data, dest) for data, dest in jobs]
 
 
-def _verify_and_write(data: bytes, dest: Path) -> bool:
+def _verify_and_write(data: bytes | None, dest: Path) -> bool:
     """Decode for real (JPEG at 1/8 scale, which still reads every byte) so broken files are caught now."""
+    if data is None:
+        return False
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:  # core.images would refuse it when training
