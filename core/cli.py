@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from core.config import TransferLabError
+from core.config import TransferLabError, describe_os_error
 from core.console import ConsoleProgress
 from core.console import print_json as _print_json
 from core.console import table as _table
@@ -317,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if os.environ.get("TRANSFERLAB_DEBUG"):
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback (TRANSFERLAB_DEBUG=1 shows it)
         if os.environ.get("TRANSFERLAB_DEBUG"):
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -73,3 +74,17 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file is too large for this disk or process (disk full?)",
+    errno.EROFS: "the folder is on a read-only file system", errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied", errno.ENAMETOOLONG: "a file name is too long (over 255 bytes)",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError as words a user acts on: 'the disk is full (/data/x)'."""
+    what = _OS_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{what} ({exc.filename})" if exc.filename else what

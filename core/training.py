@@ -20,7 +20,7 @@ import numpy as np
 
 import core
 from core import calibration, confusion, datasets, limits, models, runs, transfer
-from core.config import REPO_ROOT, TransferLabError
+from core.config import REPO_ROOT, TransferLabError, describe_os_error
 from core.pipeline import Experiment, StageConfig, check_experiment
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -414,6 +414,10 @@ def execute_run(run_id: str, stage: StageConfig, parent_run: str | None,
         return "cancelled"
     except TransferLabError as exc:
         runs.set_status(run_id, "failed", error=str(exc))
+        return "failed"
+    except OSError as exc:
+        runs.set_status(run_id, "failed", error=f"{describe_os_error(exc)}: free space or fix the folder, then "
+                                                  "train again")
         return "failed"
     except Exception as exc:  # noqa: BLE001 - any crash is recorded on the run, with its traceback
         runs.write_json(run_id, "traceback.json", {"traceback": traceback.format_exc()})

@@ -50,11 +50,11 @@ def run_import(source: str, name: str | None) -> None:
     def progress(message: str, fraction: float) -> None:
         bar.progress(max(0.0, min(1.0, float(fraction))), text=message)
 
-    try:
+    report = None
+    with common.error_boundary("The import"):
         report = datasets.import_dataset(source, name=name or None, progress=progress)
-    except TransferLabError as exc:
+    if report is None:
         bar.empty()
-        st.error(str(exc))
         return
     bar.progress(1.0, text="Done")
     common.clear_dataset_caches()
@@ -67,14 +67,12 @@ def run_upload(upload, name: str | None) -> None:
     file_name = Path(upload.name).name
     if not file_name.lower().endswith(".zip") or file_name.startswith("."):
         file_name = "upload.zip"
-    try:
+    with common.error_boundary(f"Storing the upload in {data_root()}"):
         data_root().mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=data_root(), prefix=".upload-") as tmp:
             path = Path(tmp) / file_name
             path.write_bytes(upload.getvalue())
             run_import(str(path), name)
-    except OSError as exc:
-        st.error(f"Could not store the upload in {data_root()}: {exc.strerror or exc}.")
 
 
 def import_section() -> None:

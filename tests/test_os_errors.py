@@ -1,0 +1,44 @@
+"""Issue 17, points 8 and 9: a full disk or an unusable data folder is one message naming the cause, on the
+command line and on the Datasets page, never `OSError: [Errno ...]` or a traceback."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+from faultkit import good_jpeg, make_zip, page, toy_files, toy_folder
+
+from core.config import REPO_ROOT
+
+
+def test_cli_import_onto_a_full_disk_says_so(tmp_path):
+    """A real write failure: the process may not write files over 2 kB (RLIMIT_FSIZE, SIGXFSZ ignored)."""
+    source = make_zip(tmp_path / "toy.zip", toy_files(good_jpeg(7)))
+
+    def small_files_only():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    proc = subprocess.run([sys.executable, "-m", "core", "datasets", "import", str(source)], cwd=REPO_ROOT,
+                          env={**os.environ, "TRANSFERLAB_DATA_DIR": str(tmp_path / "data")}, capture_output=True,
+                          text=True, timeout=300, preexec_fn=small_files_only)
+    last = proc.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Errno" not in proc.stderr, proc
+    assert last.startswith("error: ") and "disk full" in last, last
+    assert not (tmp_path / "data" / "toy").exists(), "nothing half-imported"
+
+
+def test_datasets_page_import_into_an_unusable_data_root_is_one_message(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TRANSFERLAB_DATA_DIR", str(blocker / "data"))  # every write under it fails
+    source = toy_folder(tmp_path / "src", n_train=3, n_test=1)
+    at = page("pages/datasets.py")
+    at.text_input(key="path_source").set_value(str(source))
+    next(b for b in at.button if b.label == "Import from path").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "The import failed: " in errors[0] and "Errno" not in errors[0], errors
