@@ -13,7 +13,6 @@ train/val/test (or `all` when the source had no split), or, for kind `idx`, the 
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ from PIL import Image
 
 from core import records
 from core.config import TransferLabError, atomic_write_json, data_root, validate_name
-from core.images import MAX_PIXELS, is_image_name
+from core.images import decodes, is_image_name
 
 Progress = Callable[[str, float], None]
 
@@ -531,16 +530,8 @@ def _verify_and_write_all(jobs: list[tuple[bytes | None, Path]]) -> list[bool]:
 
 
 def _verify_and_write(data: bytes | None, dest: Path) -> bool:
-    """Decode for real (JPEG at 1/8 scale, which still reads every byte) so broken files are caught now."""
-    if data is None:
-        return False
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:  # core.images would refuse it when training
-                return False
-            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-            img.load()
-    except Exception:  # any decoder failure means "unreadable", never a crash
+    """Keep exactly what training decodes (core.images.decodes: the same function, JPEGs at 1/8 scale)."""
+    if data is None or not decodes(data):
         return False
     dest.write_bytes(data)
     return True

@@ -69,3 +69,27 @@ def test_bad_crc_and_encrypted_members_are_unreadable_not_a_crash(data_dir, tmp_
     report = datasets.import_dataset(path)
     meta = json.loads((data_dir / report.name / "dataset.json").read_text())
     assert sorted(meta["unreadable"]) == ["toy/train/cat/crc.jpg", "toy/train/dog/locked.jpg"]
+
+
+def test_import_keeps_exactly_what_training_decodes(data_dir, tmp_path):
+    """A SPIDER file named .gif opened at import but failed in training: now one function decides both."""
+    import io
+
+    from PIL import Image
+
+    from core.images import ImageError, load_rgb
+
+    buf = io.BytesIO()
+    Image.new("F", (16, 16), 3.0).save(buf, "SPIDER")
+    path = make_zip(tmp_path / "spider.zip", {**toy_files(good_jpeg(8)), "toy/train/cat/spider.gif": buf.getvalue()})
+    report = datasets.import_dataset(path)
+    meta = json.loads((data_dir / report.name / "dataset.json").read_text())
+    assert meta["unreadable"] == ["toy/train/cat/spider.gif"]
+    x, _, _ = datasets.load_split_arrays(report.name, "train", 32, val_fraction=0.25)
+    assert len(x) >= 1 and x.shape[1:] == (32, 32, 3)  # every kept image decodes in training
+    try:
+        load_rgb(buf.getvalue(), 32, "spider.gif")
+    except ImageError as exc:
+        assert "not an image Pillow can read" in str(exc)
+    else:
+        raise AssertionError("a SPIDER file must be refused")
