@@ -161,10 +161,11 @@ def _my_turn(job_id: str) -> bool:
 
 def run_job(job_id: str) -> int:
     """The job process: wait for a slot, then run the experiment in this process."""
-    from core import training
+    from core import cleanup, training
     from core.console import ConsoleProgress
 
     _update(job_id, pid=os.getpid())
+    cleanup.remove_stale_temp_files()
     cancel_file = job_dir(job_id) / "cancel"
     signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
     while True:
