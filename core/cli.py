@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 
 from core.config import TransferLabError, describe_os_error
 from core.console import ConsoleProgress
@@ -309,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if core.backend() == "tensorflow":
         core.import_tensorflow_quietly()
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, category, *rest, **kw: (  # our notes as one plain line
+        print(f"note: {message}", file=sys.stderr) if category.__module__.startswith("core.")
+        else shown(message, category, *rest, **kw))
     try:
         return args.func(args)
     except TransferLabError as exc:
@@ -327,3 +332,5 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from core import datasets_io as dio
-from core.config import TransferLabError, atomic_write_json, data_root, read_json, validate_name
+from core.config import (
+    TransferLabError,
+    atomic_write_json,
+    data_root,
+    describe_os_error,
+    read_json,
+    validate_name,
+)
 from core.datasets_io import KERAS_DATASETS, ImportReport, read_meta
 from core.images import ImageError, load_rgb
 
@@ -459,10 +467,28 @@ def _stored_array(src: dio.Source, split: str, size: int) -> np.ndarray:
     arr = _load_npy(path, (n, size, size, 3))
     if arr is None:
         arr = _decode_split(src, split, size)
-        _save_npy(path, arr)
+        try:
+            _save_npy(path, arr)
+        except OSError as exc:  # the cache is optional: a read-only or full data root trains without it
+            _say_no_cache(exc)
     with _LOCK:
         _ARRAYS[key] = arr
     return arr
+
+
+class NoCacheWarning(UserWarning):
+    """The decoded cache cannot be written: images are decoded again by every process."""
+
+
+_NO_CACHE_SAID: set[str] = set()
+
+
+def _say_no_cache(exc: OSError) -> None:
+    root = str(_cache_root())
+    if root not in _NO_CACHE_SAID:
+        _NO_CACHE_SAID.add(root)
+        warnings.warn(f"the decoded-image cache cannot be written in {root} ({describe_os_error(exc)}): training "
+                      "goes on without it, decoding the images in every run", NoCacheWarning, stacklevel=2)
 
 
 def _load_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -42,3 +42,25 @@ def test_datasets_page_import_into_an_unusable_data_root_is_one_message(tmp_path
     assert not at.exception, at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "The import failed: " in errors[0] and "Errno" not in errors[0], errors
+
+
+def test_training_with_an_unwritable_cache_goes_on_without_it_and_says_so_once(data_dir, tmp_path, capsys,
+                                                                              monkeypatch):
+    import json
+
+    from faultkit import run_main
+
+    from core import datasets, runs
+
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
+    datasets.import_dataset(toy_folder(tmp_path / "src", n_train=8, n_test=2))
+    datasets.clear_cache()
+    (data_dir / ".cache").write_text("a file where the cache folder would go: every cache write fails")
+    cfg = tmp_path / "cfg.json"
+    stage = {"dataset": "toy", "arch": "alexnet4", "input_size": 32, "epochs": 1, "batch_size": 4, "patience": 0}
+    cfg.write_text(json.dumps({"stages": [stage]}))
+    proc = run_main(["train", "--config", cfg], capsys)
+    assert proc.returncode == 0, proc
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "decoded-image cache cannot be written" in notes[0], proc.stderr
+    assert [r["status"] for r in runs.list_runs()] == ["done"]
