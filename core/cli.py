@@ -27,7 +27,8 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
             shown[0] = step
             print(f"\r{message}" if tty else message, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or ())
+    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or (),
+                                     replace=args.replace)
     print(file=sys.stderr)
     _print_json(report.__dict__) if args.json else print(report.summary())
     return 0
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ds.add_parser("import", help="import a zip, a directory or a URL to a zip into the data root")
     imp.add_argument("source")
     imp.add_argument("--name")
+    imp.add_argument("--replace", action="store_true", help="replace an existing dataset of the same name")
     imp.add_argument("--exclude", action="append", metavar="NAME",
                      help="leave out this class folder (repeatable); a folder holding labels.csv is left out anyway")
     imp.add_argument("--json", action="store_true")

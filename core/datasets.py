@@ -90,11 +90,13 @@ def import_dataset(
     name: str | None = None,
     progress: Callable[[str, float], None] | None = None,
     exclude: Sequence[str] = (),
+    replace: bool = True,
 ) -> ImportReport:
     """Import a zip / folder / URL of a zip / IDX files (see `core.datasets_io`) and drop stale caches.
 
-    Class folders named in `exclude`, and folders holding a label table (`labels.csv`), are left out."""
-    report = dio.import_dataset(source, name, progress, exclude)
+    Class folders named in `exclude`, and folders holding a label table (`labels.csv`), are left out; with
+    `replace` False an existing dataset of the same name is refused."""
+    report = dio.import_dataset(source, name, progress, exclude, replace)
     clear_cache(report.name, disk=True)
     return report
 

@@ -28,6 +28,7 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,27 @@ def _read_capped(opener: Callable[[], Any], declared: int) -> bytes | None:
 
 
 def import_dataset(
-    source: str | Path, name: str | None = None, progress: Progress | None = None, exclude: Iterable[str] = ()
+    source: str | Path, name: str | None = None, progress: Progress | None = None, exclude: Iterable[str] = (),
+    replace: bool = True,
 ) -> ImportReport:
     """Import a zip, a folder, an http(s) URL of a zip, or IDX files into `data_root()/<name>/`.
 
     Class folders named in `exclude` are left out, and so is every folder holding a label table (a .csv or .tsv
     file, e.g. `mixed/labels.csv` of multi-label photos): such a folder is annotated images, not a class.
+    With `replace` False an existing dataset of the same name is an error, found before anything is copied.
     """
+    token = _REPLACE.set(replace)
+    try:
+        return _import_dataset(source, name, progress, tuple(exclude))
+    finally:
+        _REPLACE.reset(token)
+
+
+_REPLACE: ContextVar[bool] = ContextVar("replace", default=True)  # read where the final name is known
+
+
+def _import_dataset(source: str | Path, name: str | None, progress: Progress | None,
+                    exclude: tuple[str, ...]) -> ImportReport:
     report = _quiet_progress(progress)
     exclude = tuple(exclude)
     if isinstance(source, str) and re.match(r"^https?://", source, re.IGNORECASE):
@@ -486,6 +501,9 @@ def _dataset_name(name: str | None, fallback: str) -> str:
     validate_name(name, "dataset name")
     if name in RESERVED_NAMES:
         raise TransferLabError(f"{name!r} is reserved in the data root; choose another dataset name.")
+    if not _REPLACE.get() and (data_root() / name).exists():
+        raise TransferLabError(f"A dataset named {name!r} already exists: choose another name, or replace it "
+                               "(--replace on the command line, 'Replace' on the Datasets page).")
     return name
 
 

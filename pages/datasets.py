@@ -52,7 +52,8 @@ def run_import(source: str, name: str | None) -> None:
 
     report = None
     with common.error_boundary("The import"):
-        report = datasets.import_dataset(source, name=name or None, progress=progress)
+        report = datasets.import_dataset(source, name=name or None, progress=progress,
+                                         replace=st.session_state.get("import_replace", False))
     if report is None:
         bar.empty()
         return
@@ -86,6 +87,8 @@ def import_section() -> None:
         if unreadable:
             with st.expander("Unreadable images (left out)"):
                 st.write(unreadable)
+    st.checkbox("Replace a dataset of the same name", key="import_replace",
+                help="Off: importing under a name that exists is refused, so nothing is replaced by accident.")
     tab_zip, tab_path, tab_url = st.tabs(["Upload a zip", "Server path", "URL"])
     with tab_zip, st.form("import_zip", clear_on_submit=False):
         upload = st.file_uploader(f"Zip file (up to {common.MAX_UPLOAD_MB} MB)", type=["zip"], key="zip_upload")
