@@ -61,6 +61,8 @@ IDX_SPLITS = {"train": "train", "t10k": "test", "test": "test"}
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 _CHUNK = 256  # files per pool task during import
 MAX_MEMBER_BYTES = 100 * 1024**2  # one image file; a larger one is left out as unreadable, never read whole
+MAX_NAME_BYTES = 255  # one file or folder name (Linux's NAME_MAX)
+UPLOAD_PREFIX = ".upload-"  # the Datasets page's temp folder for an upload: errors name the upload, not it
 IN_FLIGHT_BYTES = 128 * 1024**2  # member bytes read but not yet verified and written, at most (plus one member)
 
 
@@ -242,13 +244,26 @@ def _import_zip(
     exclude: tuple[str, ...] = (),
 ) -> ImportReport:
     label = label or str(path)
+    uploaded = any(part.startswith(UPLOAD_PREFIX) for part in path.parts)
+    shown = f"the uploaded file {path.name}" if uploaded else label  # never the hidden temp folder's path
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise TransferLabError(f"{label} is not a readable zip file ({exc}).") from None
+        raise TransferLabError(f"{shown} is not a readable zip file ({_not_a_zip_reason(path, exc)}).") from None
     with zf:
-        members = _zip_members(zf, label)
+        members = _zip_members(zf, shown)
         return _import_members(members, label, fallback_name, name, progress, exclude)
+
+
+def _not_a_zip_reason(path: Path, exc: Exception) -> str:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return str(exc)
+    if head.startswith(b"\x1f\x8b") or head[257:262] == b"ustar":
+        return "it is a tar or gzip archive: unpack it and import the folder, or make a .zip"
+    return str(exc)
 
 
 def _zip_members(zf: zipfile.ZipFile, label: str) -> tuple[list[_Member], set[tuple[str, ...]]]:
@@ -298,6 +313,12 @@ def _safe_parts(member_name: str, label: str) -> tuple[str, ...]:
     if ".." in parts:
         raise TransferLabError(
             f"Refusing {label}: member {member_name!r} points outside with '..'; nothing was imported."
+        )
+    longest = max(parts, key=lambda p: len(p.encode()), default="")
+    if len(longest.encode()) > MAX_NAME_BYTES:
+        raise TransferLabError(
+            f"Refusing {label}: member {longest[:40]!r}… has a name of {len(longest.encode())} bytes, over the "
+            f"file system's {MAX_NAME_BYTES}-byte limit; rename it. Nothing was imported."
         )
     return parts
 

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core import datasets
 from core.config import TransferLabError, data_root, shared_data_dir
+from core.datasets_io import UPLOAD_PREFIX
 from pages import common
 
 SAMPLE_SIZE = 64
@@ -70,7 +71,7 @@ def run_upload(upload, name: str | None) -> None:
         file_name = "upload.zip"
     with common.error_boundary(f"Storing the upload in {data_root()}"):
         data_root().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=data_root(), prefix=".upload-") as tmp:
+        with tempfile.TemporaryDirectory(dir=data_root(), prefix=UPLOAD_PREFIX) as tmp:
             path = Path(tmp) / file_name
             path.write_bytes(upload.getvalue())
             run_import(str(path), name)

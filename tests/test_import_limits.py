@@ -93,3 +93,34 @@ def test_import_keeps_exactly_what_training_decodes(data_dir, tmp_path):
         assert "not an image Pillow can read" in str(exc)
     else:
         raise AssertionError("a SPIDER file must be refused")
+
+
+def test_a_300_byte_member_name_is_one_clear_refusal(data_dir, tmp_path, capsys):
+    from faultkit import run_main
+
+    long_name = "toy/train/cat/" + "a" * 300 + ".jpg"
+    path = make_zip(tmp_path / "long.zip", {**toy_files(good_jpeg(9)), long_name: good_jpeg(9)})
+    proc = run_main(["datasets", "import", path], capsys)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Errno" not in proc.stderr, proc
+    assert "has a name of 304 bytes, over the file system's 255-byte limit" in proc.stderr, proc.stderr
+    assert not list(data_dir.iterdir()), "nothing was written"
+
+
+def test_a_tar_gz_renamed_zip_says_what_it_is_and_not_a_temp_path(data_dir, tmp_path):
+    import tarfile
+
+    from faultkit import page
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(good_jpeg(1))
+    fake = tmp_path / "photos.zip"
+    with tarfile.open(fake, "w:gz") as tf:
+        tf.add(src, arcname="photos")
+    at = page("pages/datasets.py")
+    at.file_uploader(key="zip_upload").set_value(("photos.zip", fake.read_bytes(), "application/zip"))
+    at.form_submit_button[0].click().run()
+    errors = [e.value for e in at.error]
+    assert not at.exception and len(errors) == 1, errors
+    assert "the uploaded file photos.zip is not a readable zip file (it is a tar or gzip archive" in errors[0]
+    assert ".upload-" not in errors[0] and str(data_dir) not in errors[0]
