@@ -68,6 +68,23 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def write_record_json(path: Path, obj: Any) -> None:
+    """A small record (a run's status) atomically; when the disk is full, over the existing file in place (its
+    blocks are already allocated), so that a run can still say it failed for lack of space."""
+    try:
+        atomic_write_json(path, obj)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or not Path(path).is_file():
+            raise
+        data = (json.dumps(obj, indent=2, default=str) + "\n").encode("utf-8")
+        try:
+            with open(path, "r+b") as f:
+                f.write(data)
+                f.truncate()
+        except OSError:
+            raise exc from None
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     """Read JSON; a missing or unreadable file gives `default` (the store must survive torn writes)."""
     try:

@@ -20,6 +20,7 @@ from core.config import (
     read_json,
     results_root,
     validate_name,
+    write_record_json,
 )
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -67,7 +68,7 @@ def set_status(run_id: str, status: str, **fields: Any) -> None:
         current.setdefault("started", now_iso())
     if status in ("done", "failed", "cancelled"):
         current["finished"] = now_iso()
-    atomic_write_json(path, current)
+    write_record_json(path, current)
 
 
 def heartbeat(run_id: str, **fields: Any) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from faultkit import good_jpeg, make_zip, page, toy_files, toy_folder
 
 from core.config import REPO_ROOT
@@ -64,3 +65,34 @@ def test_training_with_an_unwritable_cache_goes_on_without_it_and_says_so_once(d
     notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
     assert len(notes) == 1 and "decoded-image cache cannot be written" in notes[0], proc.stderr
     assert [r["status"] for r in runs.list_runs()] == ["done"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 64 kB file system (tmpfs): needs root with mount rights; elsewhere the test is skipped."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_disk_full_early_in_training_is_said_and_recorded(data_dir, tmp_path, tiny_disk, monkeypatch):
+    import json
+
+    from core import datasets, runs
+
+    datasets.import_dataset(toy_folder(tmp_path / "src", n_train=8, n_test=2))
+    (tiny_disk / "filler").write_bytes(b"\0" * 52 * 1024)  # room for the run's record, not for its epochs
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"stages": [{"dataset": "toy", "arch": "alexnet4", "input_size": 32, "epochs": 2,
+                                           "batch_size": 4, "patience": 0}]}))
+    env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(data_dir), "TRANSFERLAB_RESULTS_DIR": str(tiny_disk / "r")}
+    proc = subprocess.run([sys.executable, "-m", "core", "train", "--config", str(cfg)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc
+    assert "failed: the disk is full" in proc.stdout, proc.stdout
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tiny_disk / "r"))
+    [row] = runs.list_runs()
+    assert row["status"] == "failed" and row["error"].startswith("the disk is full"), row
