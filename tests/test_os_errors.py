@@ -96,3 +96,18 @@ def test_disk_full_early_in_training_is_said_and_recorded(data_dir, tmp_path, ti
     monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tiny_disk / "r"))
     [row] = runs.list_runs()
     assert row["status"] == "failed" and row["error"].startswith("the disk is full"), row
+
+
+def test_train_page_launch_into_an_unusable_results_root_is_one_message(data_dir, tmp_path, monkeypatch):
+    from core import datasets
+
+    datasets.import_dataset(toy_folder(tmp_path / "src", n_train=8, n_test=2))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(blocker / "results"))
+    at = page("pages/train.py")
+    assert not at.button(key="launch").disabled, [e.value for e in at.error]
+    at.button(key="launch").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Launching the job failed: ") and "Errno" not in errors[0], errors
