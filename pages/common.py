@@ -190,13 +190,17 @@ def next_step(text: str, page: str, label: str, icon: str = ":material/arrow_for
 
 
 @contextmanager
-def error_boundary(action: str) -> Iterator[None]:
-    """Whatever goes wrong inside is one message on the page, never a traceback (a rerun passes through)."""
+def error_boundary(action: str, only_expected: bool = False) -> Iterator[None]:
+    """Whatever goes wrong inside is one message on the page, never a traceback (a rerun passes through).
+    `only_expected`: just our errors and the system's (disk full, read-only, ...), as around a whole page,
+    where a programming error must still show as one."""
     try:
         yield
     except TransferLabError as exc:
         st.error(str(exc))
     except OSError as exc:
         st.error(f"{action} failed: {config.describe_os_error(exc)}.")
-    except Exception as exc:  # noqa: BLE001 - the page must stay up; the message names the failure
+    except Exception as exc:
+        if only_expected:
+            raise
         st.error(f"{action} failed ({type(exc).__name__}: {exc}).")

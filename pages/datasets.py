@@ -257,4 +257,5 @@ def main() -> None:
     view_section(common.dataset_rows())
 
 
-main()
+with common.error_boundary("The Datasets page", only_expected=True):
+    main()

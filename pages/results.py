@@ -322,4 +322,5 @@ def main() -> None:
     run_detail(rows)
 
 
-main()
+with common.error_boundary("The Results page", only_expected=True):
+    main()

@@ -428,4 +428,5 @@ def main() -> None:
     live_jobs()
 
 
-main()
+with common.error_boundary("The Train page", only_expected=True):
+    main()

@@ -141,3 +141,20 @@ def test_malformed_dataset_json_is_listed_as_unreadable(bad_datasets, capsys, tm
     for path in ("pages/home.py", "pages/datasets.py", "pages/train.py"):
         at = page(path)
         assert not at.exception, (path, at.exception)
+
+
+def test_malformed_job_files_do_not_break_the_job_list_or_the_train_page(tmp_path, monkeypatch):
+    from core import jobs
+
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("TRANSFERLAB_DATA_DIR", str(tmp_path / "data"))
+    for i, (status, progress) in enumerate((([1, 2], "oops"), ({"status": "running", "pid": "x"}, [3]))):
+        folder = jobs.jobs_dir() / f"20200101-000000-00000000{i}-bad"
+        folder.mkdir(parents=True)
+        (folder / "job.json").write_text(json.dumps({"job_id": folder.name, "created_ns": i, "name": "bad"}))
+        (folder / "status.json").write_text(json.dumps(status))
+        (folder / "progress.json").write_text(json.dumps(progress))
+    listed = jobs.list_jobs()
+    assert [j["status"] for j in listed] == ["failed", "failed"] and all(j["progress"] == {} for j in listed)
+    at = page("pages/train.py")
+    assert not at.exception, at.exception
