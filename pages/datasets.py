@@ -45,8 +45,10 @@ def dataset_table(rows: list[dict[str, Any]]) -> None:
 
 
 def run_import(source: str, name: str | None) -> None:
-    """Import with a progress bar; the report or one clear error."""
+    """Import with a progress bar; the report or one clear error. Any click reruns the page, which stops the
+    import at its next progress step (the download and the half-made folder are removed): hence the button."""
     bar = st.progress(0.0, text="Starting…")
+    st.form_submit_button("Cancel the import", help="Stops the download or import; nothing of it is kept.")
 
     def progress(message: str, fraction: float) -> None:
         bar.progress(max(0.0, min(1.0, float(fraction))), text=message)
