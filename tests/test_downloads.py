@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from faultkit import page
 
-from core import cleanup, runs
+from core import cleanup, downloads, runs
 from core import datasets_io as dio
 from core.config import TransferLabError
 
@@ -52,25 +52,25 @@ def trickle_url():
     server.server_close()
 
 
-def downloads(data_dir: Path) -> list[str]:
+def leftovers(data_dir: Path) -> list[str]:
     return sorted(p.name for p in (data_dir / ".downloads").glob("*")) if (data_dir / ".downloads").exists() else []
 
 
 def test_a_trickling_url_is_given_up_on_for_its_rate(data_dir, trickle_url, monkeypatch):
-    monkeypatch.setattr(dio, "DOWNLOAD_GRACE_S", 1.0)
-    monkeypatch.setattr(dio, "DOWNLOAD_MIN_RATE", 1000)
+    monkeypatch.setattr(downloads, "DOWNLOAD_GRACE_S", 1.0)
+    monkeypatch.setattr(downloads, "DOWNLOAD_MIN_RATE", 1000)
     t0 = time.monotonic()
     with pytest.raises(TransferLabError, match="too slow"):
         dio.import_dataset(trickle_url)
-    assert time.monotonic() - t0 < 10 and downloads(data_dir) == []
+    assert time.monotonic() - t0 < 10 and leftovers(data_dir) == []
 
 
 def test_a_url_past_its_deadline_is_given_up_on(data_dir, trickle_url, monkeypatch):
-    monkeypatch.setattr(dio, "DOWNLOAD_DEADLINE_S", 1.0)
-    monkeypatch.setattr(dio, "DOWNLOAD_MIN_RATE", 0)
+    monkeypatch.setattr(downloads, "DOWNLOAD_DEADLINE_S", 1.0)
+    monkeypatch.setattr(downloads, "DOWNLOAD_MIN_RATE", 0)
     with pytest.raises(TransferLabError, match="took over 1 s"):
-        dio.download(trickle_url)
-    assert downloads(data_dir) == []
+        downloads.download(trickle_url)
+    assert leftovers(data_dir) == []
 
 
 def test_an_interrupted_download_leaves_no_temp_file(data_dir, trickle_url):
@@ -79,8 +79,8 @@ def test_an_interrupted_download_leaves_no_temp_file(data_dir, trickle_url):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        dio.download(trickle_url, interrupt)
-    assert downloads(data_dir) == []
+        downloads.download(trickle_url, interrupt)
+    assert leftovers(data_dir) == []
 
 
 def test_leftovers_of_killed_processes_are_cleaned_at_start_up(data_dir, tmp_path, monkeypatch):
