@@ -29,8 +29,19 @@ def sidebar() -> None:
         st.caption(f"Results root: `{config.results_root()}`")
 
 
+@st.cache_resource(show_spinner=False)
+def clean_up_once(data_root: str, results_root: str) -> int:
+    """What killed processes left behind (temp models, downloads), once per server and pair of roots."""
+    from core import cleanup
+
+    return len(cleanup.remove_stale_temp_files())
+
+
 def main() -> None:
+    from core import config
+
     st.set_page_config(page_title="TransferLab", page_icon=":material/nutrition:", layout="wide")
+    clean_up_once(str(config.data_root()), str(config.results_root()))
     nav = st.navigation([st.Page(path, title=title, icon=icon, default=i == 0)
                          for i, (path, title, icon) in enumerate(PAGES)])
     sidebar()

@@ -6,8 +6,9 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 
-from core.config import TransferLabError
+from core.config import TransferLabError, describe_os_error
 from core.console import ConsoleProgress
 from core.console import print_json as _print_json
 from core.console import table as _table
@@ -26,7 +27,8 @@ def cmd_datasets_import(args: argparse.Namespace) -> int:
             shown[0] = step
             print(f"\r{message}" if tty else message, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or ())
+    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or (),
+                                     replace=args.replace)
     print(file=sys.stderr)
     _print_json(report.__dict__) if args.json else print(report.summary())
     return 0
@@ -213,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = ds.add_parser("import", help="import a zip, a directory or a URL to a zip into the data root")
     imp.add_argument("source")
     imp.add_argument("--name")
+    imp.add_argument("--replace", action="store_true", help="replace an existing dataset of the same name")
     imp.add_argument("--exclude", action="append", metavar="NAME",
                      help="leave out this class folder (repeatable); a folder holding labels.csv is left out anyway")
     imp.add_argument("--json", action="store_true")
@@ -309,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if core.backend() == "tensorflow":
         core.import_tensorflow_quietly()
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, category, *rest, **kw: (  # our notes as one plain line
+        print(f"note: {message}", file=sys.stderr) if category.__module__.startswith("core.")
+        else shown(message, category, *rest, **kw))
     try:
         return args.func(args)
     except TransferLabError as exc:
@@ -317,8 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if os.environ.get("TRANSFERLAB_DEBUG"):
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback (TRANSFERLAB_DEBUG=1 shows it)
         if os.environ.get("TRANSFERLAB_DEBUG"):
             raise
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -67,9 +68,40 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def write_record_json(path: Path, obj: Any) -> None:
+    """A small record (a run's status) atomically; when the disk is full, over the existing file in place (its
+    blocks are already allocated), so that a run can still say it failed for lack of space."""
+    try:
+        atomic_write_json(path, obj)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or not Path(path).is_file():
+            raise
+        data = (json.dumps(obj, indent=2, default=str) + "\n").encode("utf-8")
+        try:
+            with open(path, "r+b") as f:
+                f.write(data)
+                f.truncate()
+        except OSError:
+            raise exc from None
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     """Read JSON; a missing or unreadable file gives `default` (the store must survive torn writes)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file is too large for this disk or process (disk full?)",
+    errno.EROFS: "the folder is on a read-only file system", errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied", errno.ENAMETOOLONG: "a file name is too long (over 255 bytes)",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError as words a user acts on: 'the disk is full (/data/x)'."""
+    what = _OS_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{what} ({exc.filename})" if exc.filename else what

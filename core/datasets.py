@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from core import datasets_io as dio
-from core.config import TransferLabError, atomic_write_json, data_root, read_json, validate_name
+from core.config import (
+    TransferLabError,
+    atomic_write_json,
+    data_root,
+    describe_os_error,
+    read_json,
+    validate_name,
+)
 from core.datasets_io import KERAS_DATASETS, ImportReport, read_meta
 from core.images import ImageError, load_rgb
 
@@ -82,11 +90,13 @@ def import_dataset(
     name: str | None = None,
     progress: Callable[[str, float], None] | None = None,
     exclude: Sequence[str] = (),
+    replace: bool = True,
 ) -> ImportReport:
     """Import a zip / folder / URL of a zip / IDX files (see `core.datasets_io`) and drop stale caches.
 
-    Class folders named in `exclude`, and folders holding a label table (`labels.csv`), are left out."""
-    report = dio.import_dataset(source, name, progress, exclude)
+    Class folders named in `exclude`, and folders holding a label table (`labels.csv`), are left out; with
+    `replace` False an existing dataset of the same name is refused."""
+    report = dio.import_dataset(source, name, progress, exclude, replace)
     clear_cache(report.name, disk=True)
     return report
 
@@ -111,6 +121,8 @@ def _resolve(name: str) -> tuple[dio.Source, dict[str, Any] | None]:
     meta = read_meta(name)
     if meta is not None:
         return dio.local_source(name, meta), None
+    if problem := dio.meta_problem(name):
+        raise TransferLabError(f"Dataset {name!r} is unreadable ({problem}): import it again.")
     if (data_root() / name).is_dir() and name not in dio.RESERVED_NAMES:
         raise TransferLabError(
             f"{data_root() / name} was not imported (no dataset.json): python -m core datasets import <folder>."
@@ -457,10 +469,28 @@ def _stored_array(src: dio.Source, split: str, size: int) -> np.ndarray:
     arr = _load_npy(path, (n, size, size, 3))
     if arr is None:
         arr = _decode_split(src, split, size)
-        _save_npy(path, arr)
+        try:
+            _save_npy(path, arr)
+        except OSError as exc:  # the cache is optional: a read-only or full data root trains without it
+            _say_no_cache(exc)
     with _LOCK:
         _ARRAYS[key] = arr
     return arr
+
+
+class NoCacheWarning(UserWarning):
+    """The decoded cache cannot be written: images are decoded again by every process."""
+
+
+_NO_CACHE_SAID: set[str] = set()
+
+
+def _say_no_cache(exc: OSError) -> None:
+    root = str(_cache_root())
+    if root not in _NO_CACHE_SAID:
+        _NO_CACHE_SAID.add(root)
+        warnings.warn(f"the decoded-image cache cannot be written in {root} ({describe_os_error(exc)}): training "
+                      "goes on without it, decoding the images in every run", NoCacheWarning, stacklevel=2)
 
 
 def _load_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -736,6 +766,9 @@ def list_datasets() -> list[dict[str, Any]]:
         if meta:
             out[folder.name] = {"name": folder.name, "kind": meta["kind"], "available": True,
                                 "description": _meta_description(meta)}  # fmt: skip
+        elif folder.is_dir() and (problem := dio.meta_problem(folder.name)):
+            out[folder.name] = {"name": folder.name, "kind": "unreadable", "available": False,
+                                "description": f"unreadable: {problem}; import it again"}
     if "fruits360" not in out:
         out["fruits360"] = {"name": "fruits360", "kind": "local", "available": False,
                             "description": f"Fruits-360 (103 classes, 100x100): {FRUITS_HINT}"}  # fmt: skip

@@ -13,21 +13,20 @@ train/val/test (or `all` when the source had no split), or, for kind `idx`, the 
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import shutil
 import struct
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 import zipfile
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core.config import TransferLabError, atomic_write_json, data_root, read_json, validate_name
-from core.images import MAX_PIXELS, is_image_name
+from core import downloads, records
+from core.config import TransferLabError, atomic_write_json, data_root, validate_name
+from core.downloads import MAX_UNCOMPRESSED_BYTES, limit_text
+from core.images import decodes, is_image_name
 
 Progress = Callable[[str, float], None]
 
-MAX_UNCOMPRESSED_BYTES = 20 * 1024**3  # refuse archives (and downloads) declaring more than this
 META_FILE = "dataset.json"
 RESERVED_NAMES = {"views"}  # folders in the data root that are not datasets
 NAME_ALIASES = {"fruits-360": "fruits360"}
@@ -58,6 +58,10 @@ IDX_RE = re.compile(r"^(?P<prefix>.+?)[-_.](?P<kind>images|labels)[-_.]idx(?P<nd
 IDX_SPLITS = {"train": "train", "t10k": "test", "test": "test"}
 _WORKERS = max(2, min(8, os.cpu_count() or 2))
 _CHUNK = 256  # files per pool task during import
+MAX_MEMBER_BYTES = 100 * 1024**2  # one image file; a larger one is left out as unreadable, never read whole
+MAX_NAME_BYTES = 255  # one file or folder name (Linux's NAME_MAX)
+UPLOAD_PREFIX = ".upload-"  # the Datasets page's temp folder for an upload: errors name the upload, not it
+IN_FLIGHT_BYTES = 128 * 1024**2  # member bytes read but not yet verified and written, at most (plus one member)
 
 
 @dataclass
@@ -94,23 +98,50 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class _Member:
-    """One file of the source (zip member or file in a folder), by its path parts inside the source."""
+    """One file of the source (zip member or file in a folder), by its path parts inside the source; `read`
+    gives None for a file over MAX_MEMBER_BYTES or one that cannot be read whole (bad CRC, encrypted, ...)."""
 
     parts: tuple[str, ...]
-    read: Callable[[], bytes]
+    read: Callable[[], bytes | None]
+
+
+def _read_capped(opener: Callable[[], Any], declared: int) -> bytes | None:
+    """At most MAX_MEMBER_BYTES + 1 bytes are ever read, whatever the archive declares."""
+    if declared > MAX_MEMBER_BYTES:
+        return None
+    try:
+        with opener() as f:
+            data = f.read(MAX_MEMBER_BYTES + 1)
+    except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error):
+        return None  # bad CRC, encrypted (RuntimeError), unsupported compression, truncated stream
+    return data if len(data) <= MAX_MEMBER_BYTES else None
 
 
 # ---- entry point ------------------------------------------------------------------------------------------
 
 
 def import_dataset(
-    source: str | Path, name: str | None = None, progress: Progress | None = None, exclude: Iterable[str] = ()
+    source: str | Path, name: str | None = None, progress: Progress | None = None, exclude: Iterable[str] = (),
+    replace: bool = True,
 ) -> ImportReport:
     """Import a zip, a folder, an http(s) URL of a zip, or IDX files into `data_root()/<name>/`.
 
     Class folders named in `exclude` are left out, and so is every folder holding a label table (a .csv or .tsv
     file, e.g. `mixed/labels.csv` of multi-label photos): such a folder is annotated images, not a class.
+    With `replace` False an existing dataset of the same name is an error, found before anything is copied.
     """
+    token = _REPLACE.set(replace)
+    try:
+        return _import_dataset(source, name, progress, tuple(exclude))
+    finally:
+        _REPLACE.reset(token)
+
+
+_REPLACE: ContextVar[bool] = ContextVar("replace", default=True)  # read where the final name is known
+
+
+def _import_dataset(source: str | Path, name: str | None, progress: Progress | None,
+                    exclude: tuple[str, ...]) -> ImportReport:
     report = _quiet_progress(progress)
     exclude = tuple(exclude)
     if isinstance(source, str) and re.match(r"^https?://", source, re.IGNORECASE):
@@ -139,51 +170,13 @@ def _quiet_progress(progress: Progress | None) -> Progress:
 
 def _import_url(url: str, name: str | None, progress: Progress, exclude: tuple[str, ...] = ()) -> ImportReport:
     """Download to a temp file under the data root (first half of the progress), then import it (second half)."""
-    tmp = download(url, lambda m, f: progress(m, 0.5 * f))
+    tmp = downloads.download(url, lambda m, f: progress(m, 0.5 * f))
     try:
         stem = Path(urllib.parse.urlparse(url).path).stem or "dataset"
         return _import_zip(tmp, name, lambda m, f: progress(m, 0.5 + 0.5 * f), fallback_name=stem, label=url,
                            exclude=exclude)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def download(url: str, progress: Progress | None = None, timeout: float = 30.0) -> Path:
-    """Stream a URL into a temp file under `data_root()/.downloads/`; the caller deletes it."""
-    report = _quiet_progress(progress)
-    folder = data_root() / ".downloads"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, suffix=".zip")
-    tmp = Path(tmp_name)
-    try:
-        # a fresh opener reads the proxy settings now (urlopen's global opener keeps the first ones it saw)
-        with os.fdopen(fd, "wb") as out, urllib.request.build_opener().open(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            if total > MAX_UNCOMPRESSED_BYTES:
-                raise TransferLabError(f"{url} is {total / 1e9:.1f} GB, over the {_limit_text()} limit.")
-            done, last = 0, 0.0
-            report(f"Downloading {url}", 0.0)
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                done += len(chunk)
-                if done > MAX_UNCOMPRESSED_BYTES:
-                    raise TransferLabError(f"{url} is larger than the {_limit_text()} limit.")
-                if time.monotonic() - last > 0.2:
-                    last = time.monotonic()
-                    report(f"Downloading {url}: {done / 1e6:.1f} MB", done / total if total else 0.0)
-        report(f"Downloaded {url}: {done / 1e6:.1f} MB", 1.0)
-        return tmp
-    except TransferLabError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise TransferLabError(f"Download of {url} failed: {reason}.") from None
-
-
-def _limit_text() -> str:
-    return f"{MAX_UNCOMPRESSED_BYTES / 1024**3:g} GB"
 
 
 # ---- zip and folder members -------------------------------------------------------------------------------
@@ -194,13 +187,26 @@ def _import_zip(
     exclude: tuple[str, ...] = (),
 ) -> ImportReport:
     label = label or str(path)
+    uploaded = any(part.startswith(UPLOAD_PREFIX) for part in path.parts)
+    shown = f"the uploaded file {path.name}" if uploaded else label  # never the hidden temp folder's path
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise TransferLabError(f"{label} is not a readable zip file ({exc}).") from None
+        raise TransferLabError(f"{shown} is not a readable zip file ({_not_a_zip_reason(path, exc)}).") from None
     with zf:
-        members = _zip_members(zf, label)
+        members = _zip_members(zf, shown)
         return _import_members(members, label, fallback_name, name, progress, exclude)
+
+
+def _not_a_zip_reason(path: Path, exc: Exception) -> str:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return str(exc)
+    if head.startswith(b"\x1f\x8b") or head[257:262] == b"ustar":
+        return "it is a tar or gzip archive: unpack it and import the folder, or make a .zip"
+    return str(exc)
 
 
 def _zip_members(zf: zipfile.ZipFile, label: str) -> tuple[list[_Member], set[tuple[str, ...]]]:
@@ -209,7 +215,7 @@ def _zip_members(zf: zipfile.ZipFile, label: str) -> tuple[list[_Member], set[tu
     total = sum(i.file_size for i in infos)
     if total > MAX_UNCOMPRESSED_BYTES:
         raise TransferLabError(
-            f"Refusing {label}: it declares {total / 1024**3:.1f} GB uncompressed, over the {_limit_text()} limit."
+            f"Refusing {label}: it declares {total / 1024**3:.1f} GB uncompressed, over the {limit_text()} limit."
         )
     files, dirs = [], set()
     for info in infos:
@@ -224,7 +230,7 @@ def _zip_members(zf: zipfile.ZipFile, label: str) -> tuple[list[_Member], set[tu
         if info.is_dir():
             dirs.add(parts)
             continue
-        files.append(_Member(parts, lambda info=info: zf.read(info)))
+        files.append(_Member(parts, lambda info=info: _read_capped(lambda: zf.open(info), info.file_size)))
     return files, dirs
 
 
@@ -251,6 +257,12 @@ def _safe_parts(member_name: str, label: str) -> tuple[str, ...]:
         raise TransferLabError(
             f"Refusing {label}: member {member_name!r} points outside with '..'; nothing was imported."
         )
+    longest = max(parts, key=lambda p: len(p.encode()), default="")
+    if len(longest.encode()) > MAX_NAME_BYTES:
+        raise TransferLabError(
+            f"Refusing {label}: member {longest[:40]!r}… has a name of {len(longest.encode())} bytes, over the "
+            f"file system's {MAX_NAME_BYTES}-byte limit; rename it. Nothing was imported."
+        )
     return parts
 
 
@@ -267,7 +279,7 @@ def _folder_members(root: Path) -> tuple[list[_Member], set[tuple[str, ...]]]:
             p = base / f
             if p.is_symlink():
                 raise TransferLabError(f"Refusing {root}: {p} is a symlink; nothing was imported.")
-            files.append(_Member((*rel, f), p.read_bytes))
+            files.append(_Member((*rel, f), lambda p=p: _read_capped(lambda: p.open("rb"), p.stat().st_size)))
     return files, dirs
 
 
@@ -453,6 +465,9 @@ def _dataset_name(name: str | None, fallback: str) -> str:
     validate_name(name, "dataset name")
     if name in RESERVED_NAMES:
         raise TransferLabError(f"{name!r} is reserved in the data root; choose another dataset name.")
+    if not _REPLACE.get() and (data_root() / name).exists():
+        raise TransferLabError(f"A dataset named {name!r} already exists: choose another name, or replace it "
+                               "(--replace on the command line, 'Replace' on the Datasets page).")
     return name
 
 
@@ -478,11 +493,11 @@ def _copy_verified(
     todo = list(unique.values())
     for split, cls in {(s, c) for s, c, _ in todo}:
         (tmp / split / cls).mkdir(parents=True, exist_ok=True)
-    pending: list[tuple[Future, list[tuple[str, str, _Member]]]] = []
+    pending: list[tuple[Future, list[tuple[str, str, _Member]], int]] = []
 
-    def settle(limit: int) -> None:
-        while len(pending) > limit:
-            fut, chunk = pending.pop(0)
+    def settle(chunks: int, in_flight: int) -> None:
+        while pending and (len(pending) > chunks or sum(n for _, _, n in pending) > in_flight):
+            fut, chunk, _ = pending.pop(0)
             for ok, (split, cls, member) in zip(fut.result(), chunk, strict=True):
                 if ok:
                     counts[split][cls] += 1
@@ -490,15 +505,18 @@ def _copy_verified(
                     unreadable.append("/".join(member.parts))
 
     with ThreadPoolExecutor(_WORKERS) as pool:
-        for start in range(0, len(todo), _CHUNK):
-            chunk = todo[start : start + _CHUNK]
-            jobs = [(m.read(), tmp / split / cls / m.parts[-1]) for split, cls, m in chunk]
-            pending.append((pool.submit(_verify_and_write_all, jobs), chunk))
-            settle(2 * _WORKERS)
-            progress(
-                f"Importing {name}: {start + len(chunk)}/{len(todo)} images", (start + len(chunk)) / len(todo)
-            )
-        settle(0)
+        start = 0
+        while start < len(todo):
+            jobs, size = [], 0
+            while start + len(jobs) < len(todo) and len(jobs) < _CHUNK and size < IN_FLIGHT_BYTES // 4:
+                split, cls, m = todo[start + len(jobs)]
+                jobs.append((m.read(), tmp / split / cls / m.parts[-1]))
+                size += len(jobs[-1][0] or b"")
+            chunk, start = todo[start : start + len(jobs)], start + len(jobs)
+            pending.append((pool.submit(_verify_and_write_all, jobs), chunk, size))
+            settle(2 * _WORKERS, IN_FLIGHT_BYTES)
+            progress(f"Importing {name}: {start}/{len(todo)} images", start / len(todo))
+        settle(0, 0)
     return (
         {s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
         sorted(unreadable),
@@ -506,19 +524,13 @@ def _copy_verified(
     )
 
 
-def _verify_and_write_all(jobs: list[tuple[bytes, Path]]) -> list[bool]:
+def _verify_and_write_all(jobs: list[tuple[bytes | None, Path]]) -> list[bool]:
     return [_verify_and_write(data, dest) for data, dest in jobs]
 
 
-def _verify_and_write(data: bytes, dest: Path) -> bool:
-    """Decode for real (JPEG at 1/8 scale, which still reads every byte) so broken files are caught now."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:  # core.images would refuse it when training
-                return False
-            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-            img.load()
-    except Exception:  # any decoder failure means "unreadable", never a crash
+def _verify_and_write(data: bytes | None, dest: Path) -> bool:
+    """Keep exactly what training decodes (core.images.decodes: the same function, JPEGs at 1/8 scale)."""
+    if data is None or not decodes(data):
         return False
     dest.write_bytes(data)
     return True
@@ -671,9 +683,13 @@ def export_dataset(name: str, dest: str | Path, size: int, quality: int = 95, sp
 
 
 def read_meta(name: str) -> dict | None:
-    """The stored dataset.json of an imported dataset, or None when there is none."""
-    meta = read_json(data_root() / name / META_FILE)
-    return meta if isinstance(meta, dict) and meta.get("kind") in ("local", "idx") else None
+    """The stored dataset.json of an imported dataset, or None when there is none or it is malformed."""
+    return records.read_dataset_meta(data_root() / name / META_FILE)[0]
+
+
+def meta_problem(name: str) -> str | None:
+    """Why the dataset.json in <data_root>/<name> cannot be used; None when it is fine or absent."""
+    return records.read_dataset_meta(data_root() / name / META_FILE)[1]
 
 
 # ---- reading what is stored: local folders, IDX and the Keras built-ins --------------------------------------

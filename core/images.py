@@ -21,6 +21,10 @@ except ImportError:
     HEIF_EXTENSIONS = set()
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"} | HEIF_EXTENSIONS
+# The decoders those extensions stand for (MPO: a camera's multi-picture JPEG); any other format Pillow knows
+# (SPIDER, FITS, EPS, ...) is refused whatever the file is named.
+Image.init()  # every plugin registered, so `formats=` below can name MPO and WEBP
+PIL_FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "BMP", "DIB", "WEBP", "GIF", "HEIF") if f in Image.OPEN)
 MAX_PIXELS = 50_000_000  # refuse larger images; Pillow's own bomb guard stays on too
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # Process-wide, set once: images decode in thread pools, and warnings.catch_warnings is not thread-safe (two
@@ -38,15 +42,18 @@ def is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open, check size, turn upright by EXIF, take the first frame, and convert to RGB (alpha onto white)."""
+def open_image(source: str | Path | bytes, name: str | None = None, draft: bool = False) -> Image.Image:
+    """Open, check size, turn upright by EXIF, take the first frame, and convert to RGB (alpha onto white).
+    `draft`: JPEGs decode at 1/8 scale (every byte is still read: a check, not an image to use)."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     try:
         if (len(source) if isinstance(source, bytes) else Path(source).stat().st_size) == 0:
             raise ImageError(f"{label}: the file is empty.")
-        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=PIL_FORMATS)
         if img.width * img.height > MAX_PIXELS:  # also when the warning filter above was reset (pytest does)
             raise ImageError(_too_large(label, f"{img.width * img.height / 1e6:.1f}"))
+        if draft:
+            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
         img.seek(0)
         img.load()
         img = ImageOps.exif_transpose(img)
@@ -67,6 +74,15 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageError(f"{label}: broken or truncated image ({exc}).") from None
     except Exception as exc:  # noqa: BLE001 - a malformed file may make a decoder raise anything: never a crash
         raise ImageError(f"{label}: broken image ({type(exc).__name__}: {exc}).") from None
+
+
+def decodes(data: bytes) -> bool:
+    """Whether `open_image` (training, Classify) will decode these bytes: what an import keeps."""
+    try:
+        open_image(data, draft=True)
+    except ImageError:
+        return False
+    return True
 
 
 def _too_large(label: str, size: str) -> str:

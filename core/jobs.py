@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core import runs
+from core import records, runs
 from core.config import (
     REPO_ROOT,
     TransferLabError,
@@ -59,7 +59,7 @@ def _queue_lock():
 
 def _update(job_id: str, **fields: Any) -> dict[str, Any]:
     path = job_dir(job_id) / "status.json"
-    status = read_json(path, {}) or {}
+    status = records.read_object(path)[0] or {}
     status.update(fields, updated=time.time())
     atomic_write_json(path, status)
     return status
@@ -100,13 +100,15 @@ def get_job(job_id: str) -> dict[str, Any]:
     job = read_json(folder / "job.json")
     if not isinstance(job, dict):
         raise TransferLabError(f"Job {job_id!r} does not exist.")
-    status = read_json(folder / "status.json", {}) or {}
+    status = records.read_object(folder / "status.json")[0] or {}
+    if not isinstance(status.get("pid") or 0, int):
+        status = {**status, "pid": None, "status": "failed", "error": "status.json's pid is not a process id"}
     if status.get("status") not in runs.STATUSES:  # an older version's folder, or a torn status.json
         status = {**status, "status": "failed", "error": "no readable status.json (interrupted, or written by "
                                                          "an older version)"}
     elif status.get("status") in ("queued", "running") and status.get("pid") and not _alive(status):
         status = {**status, "status": "failed", "error": "the job process ended unexpectedly (killed?)"}
-    return {**job, **status, "job_id": job_id, "progress": read_json(folder / "progress.json", {}) or {}}
+    return {**job, **status, "job_id": job_id, "progress": records.read_object(folder / "progress.json")[0] or {}}
 
 
 def list_jobs() -> list[dict[str, Any]]:
@@ -161,10 +163,11 @@ def _my_turn(job_id: str) -> bool:
 
 def run_job(job_id: str) -> int:
     """The job process: wait for a slot, then run the experiment in this process."""
-    from core import training
+    from core import cleanup, training
     from core.console import ConsoleProgress
 
     _update(job_id, pid=os.getpid())
+    cleanup.remove_stale_temp_files()
     cancel_file = job_dir(job_id) / "cancel"
     signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
     while True:

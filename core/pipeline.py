@@ -224,7 +224,7 @@ def apply_overrides(exp: Experiment, sets: list[str], repeats: int | None = None
 
 def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = False) -> dict[str, str]:
     """Field -> message for every wrong field that can be checked without building the model."""
-    from core import composite_stage, datasets, models, runs
+    from core import composite_stage, datasets, limits, models, runs
 
     errors: dict[str, str] = {}
     listed = datasets.list_datasets()
@@ -265,6 +265,7 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
         minimum = models.ARCHS[stage.arch].min_input_size
         if stage.input_size < minimum:
             errors["input_size"] = f"input size {stage.input_size} is too small for {stage.arch} (minimum {minimum})"
+    errors.update({k: v for k, v in limits.range_errors(stage).items() if k not in errors})
     src = stage.source
     if src == "previous":
         if not has_previous:

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core import models, runs
+from core import models, records, runs
 from core.calibration import Calibration
-from core.config import TransferLabError, atomic_write_bytes, data_root, read_json
+from core.config import TransferLabError, atomic_write_bytes, data_root
 from core.images import load_rgb
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
@@ -42,13 +42,12 @@ def resolve_model(spec: str = "latest") -> str:
 
 
 def model_record(run_id: str) -> dict[str, Any]:
-    return read_json(runs.model_dir(run_id) / "config.json", {}) or {}
+    return records.read_config(runs.model_dir(run_id))[0]
 
 
 def model_calibration(run_id: str) -> Calibration:
     """The temperature and "not sure" threshold fitted when the run trained (identity for older runs)."""
-    metrics = read_json(runs.model_dir(run_id) / "metrics.json", {})
-    return Calibration.from_dict(metrics.get("calibration") if isinstance(metrics, dict) else None)
+    return Calibration.from_dict(records.read_metrics(runs.model_dir(run_id))[0].get("calibration"))
 
 
 def tta_views(image: np.ndarray) -> np.ndarray:
@@ -125,9 +124,14 @@ class Classifier:
 @lru_cache(maxsize=4)
 def _load_classifier(run_id: str, mtime: float) -> Classifier:
     model = runs.load_model(run_id)
-    record = model_record(run_id)
-    arch = record.get("stage", {}).get("arch", "alexnet4")
-    return Classifier(run_id, model, runs.labels_for(run_id), arch, int(model.input_shape[1]),
+    labels, arch = runs.labels_for(run_id), model_record(run_id)["stage"].get("arch", "alexnet4")
+    outputs = model.output_shape[-1]
+    if len(labels) != outputs:
+        raise TransferLabError(f"Run {run_id}'s labels.json names {len(labels)} classes but its model has "
+                               f"{outputs} outputs.")
+    if arch not in models.ARCHS:
+        raise TransferLabError(f"Run {run_id}'s config names an unknown architecture {arch!r}.")
+    return Classifier(run_id, model, labels, arch, int(model.input_shape[1]),
                       lite_model(run_id, model, arch, mtime), model_calibration(run_id))
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import records
 from core.config import (
     TransferLabError,
     atomic_write_json,
@@ -19,6 +20,7 @@ from core.config import (
     read_json,
     results_root,
     validate_name,
+    write_record_json,
 )
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -58,7 +60,7 @@ def create_run(record: dict[str, Any]) -> str:
 def set_status(run_id: str, status: str, **fields: Any) -> None:
     assert status in STATUSES, status
     path = run_dir(run_id) / "status.json"
-    current = read_json(path, {}) or {}
+    current = records.read_status(path.parent)[0] or {}
     current.update(fields, status=status, updated=now_iso(), heartbeat=time.time())
     if status == "running":
         current.setdefault("pid", os.getpid())
@@ -66,12 +68,12 @@ def set_status(run_id: str, status: str, **fields: Any) -> None:
         current.setdefault("started", now_iso())
     if status in ("done", "failed", "cancelled"):
         current["finished"] = now_iso()
-    atomic_write_json(path, current)
+    write_record_json(path, current)
 
 
 def heartbeat(run_id: str, **fields: Any) -> None:
     path = run_dir(run_id) / "status.json"
-    current = read_json(path, {}) or {}
+    current = records.read_object(path)[0] or {}
     current.update(fields, heartbeat=time.time())
     atomic_write_json(path, current)
 
@@ -94,20 +96,7 @@ def append_history(run_id: str, row: dict[str, Any]) -> None:
 
 
 def read_history(run_id: str) -> list[dict[str, Any]]:
-    path = model_dir(run_id) / "history.csv"
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _num(value: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except (TypeError, ValueError):
-            pass
-    return value
+    return records.read_history_rows(model_dir(run_id) / "history.csv")
 
 
 def save_model(run_id: str, model: Any) -> Path:
@@ -157,31 +146,32 @@ def effective_status(status: dict[str, Any]) -> dict[str, Any]:
 def _status_of_older_run(folder: Path) -> dict[str, Any]:
     """No (readable) status.json: an older version's finished run has metrics and a model; anything else
     stopped before it finished (it is never `done`, so never `latest`)."""
-    if (folder / "model.keras").is_file() and isinstance(read_json(folder / "metrics.json"), dict):
+    if (folder / "model.keras").is_file() and records.read_object(folder / "metrics.json")[0] is not None:
         return {"status": "done", "note": "no status.json (written by an older version); metrics and model present"}
     return {"status": "failed", "error": "no status.json: the run was interrupted (or written by an older "
                                          "version) before it finished"}
 
 
 def get_run(run_id: str) -> dict[str, Any]:
-    """Everything about one run (or the shipped `default`), tolerant of missing files (older versions, ...)."""
+    """Everything about one run (or the shipped `default`), through the validating readers of core.records:
+    a malformed file makes the run `failed` with the reason, never an exception."""
     folder = model_dir(run_id)
-    config = read_json(folder / "config.json")
-    if not isinstance(config, dict):
+    if not folder.is_dir():
         raise TransferLabError(f"Run {run_id!r} does not exist in {runs_dir()}.")
-    status = effective_status(read_json(folder / "status.json", {}) or _status_of_older_run(folder))
-    return {
-        "run_id": run_id,
-        "config": config,
-        "status": status.get("status", "failed"),
-        "status_info": status,
-        "metrics": read_json(folder / "metrics.json", {}) or {},
-        "labels": read_json(folder / "labels.json", []) or [],
-        "progress": read_json(folder / "progress.json", {}) or {},
-        "has_model": (folder / "model.keras").is_file(),
-        "evaluations": list_evaluations(run_id),
-        "path": str(folder),
-    }
+    config, problems = records.read_config(folder)
+    status, status_problems = records.read_status(folder)
+    metrics, metric_problems = records.read_metrics(folder)
+    labels, label_problem = records.read_labels(folder)
+    problems += status_problems + metric_problems + ([label_problem] if label_problem else [])
+    status = effective_status(status or _status_of_older_run(folder))
+    if problems:
+        status = {**status, "status": "failed", "error": "unreadable run record: " + "; ".join(problems)}
+    elif status["status"] == "done" and (diverged := records.divergence(metrics)):
+        status = {**status, "status": "failed", "error": diverged}
+    return {"run_id": run_id, "config": config, "status": status["status"], "status_info": status,
+            "metrics": metrics, "labels": labels or [], "progress": records.read_progress(folder),
+            "has_model": (folder / "model.keras").is_file(), "evaluations": list_evaluations(run_id),
+            "path": str(folder), "problems": problems}
 
 
 def list_runs() -> list[dict[str, Any]]:
@@ -291,9 +281,9 @@ def ship_default(run_id: str) -> Path:
 
 
 def latest_model_run() -> str | None:
-    """The newest finished run that has a model; None when there is none."""
+    """The newest finished run with a model file that looks loadable; None when there is none."""
     for row in list_runs():
-        if row["status"] == "done" and row["has_model"]:
+        if row["status"] == "done" and row["has_model"] and records.model_file_ok(run_dir(row["run_id"])):
             return row["run_id"]
     return None
 
@@ -346,7 +336,7 @@ def load_model(run_id: str) -> Any:
 
 
 def labels_for(run_id: str) -> list[str]:
-    labels = read_json(model_dir(run_id) / "labels.json")
-    if not isinstance(labels, list):
-        raise TransferLabError(f"Run {run_id} has no labels.json.")
+    labels, why = records.read_labels(model_dir(run_id))
+    if labels is None:
+        raise TransferLabError(f"Run {run_id} has no usable labels.json ({why or 'missing'}).")
     return labels

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 import core
-from core import calibration, composite_stage, datasets, models, runs, transfer
-from core.config import REPO_ROOT, TransferLabError
+from core import calibration, composite_stage, confusion, datasets, limits, models, runs, transfer
+from core.config import REPO_ROOT, TransferLabError, describe_os_error
 from core.pipeline import Experiment, StageConfig, check_experiment
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -202,20 +202,17 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, Cohen's kappa, confusion matrix and per-class precision/recall/F1."""
+    """Accuracy, Cohen's kappa, the confusion matrix as sparse cells and per-class precision/recall/F1."""
     n = len(classes)
-    cm = np.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
-    total = cm.sum()
-    acc = float(np.trace(cm) / total) if total else 0.0
-    expected = float((cm.sum(0) * cm.sum(1)).sum() / total**2) if total else 0.0
-    kappa = (acc - expected) / (1 - expected) if expected < 1 else 1.0
-    tp = np.diag(cm).astype(float)
-    precision = np.divide(tp, cm.sum(0), out=np.zeros(n), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros(n), where=cm.sum(1) > 0)
+    m = confusion.summary(y_true, y_pred, n)
+    tp, support, predicted = m["tp"], m["support"], m["predicted"]
+    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
     per_class = [{"class": c, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                 for c, p, r, f, s in zip(classes, precision, recall, f1, cm.sum(1), strict=True)]
-    return {"accuracy": acc, "kappa": float(kappa), "confusion": cm.tolist(), "per_class": per_class}
+                 for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)]
+    return {"accuracy": m["accuracy"], "kappa": m["kappa"], "confusion": confusion.sparse_cells(y_true, y_pred, n),
+            "per_class": per_class}
 
 
 def single_image_latency_ms(model: keras.Model, input_size: int, repeats: int = 50) -> float:
@@ -369,7 +366,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     recorder = RunRecorder(run_id, stage.epochs, steps, stage.monitor, stage.target_accuracy,
                            lambda: CANCEL_EVENT.is_set() or runs.cancel_requested(run_id), on_progress,
                            {**stage_info, "feature_cache": bool(split)})
-    callbacks: list[keras.callbacks.Callback] = [recorder]
+    callbacks: list[keras.callbacks.Callback] = [recorder, keras.callbacks.TerminateOnNaN()]
     if stage.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
                                                        restore_best_weights=True))
@@ -380,6 +377,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     wall_time = time.perf_counter() - t_train
     if recorder.cancelled:
         raise Cancelled()
+    limits.check_finite_loss(hist.history, stage.learning_rate)
 
     report("evaluating")
     t_eval = time.perf_counter()
@@ -390,8 +388,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     val_acc = float((val_probs.argmax(1) == y_va).mean())
     cal = calibration.calibrate(val_probs, y_va)
     runs.save_model(run_id, model)
-    runs.write_json(run_id, "confusion.json", {"classes": classes, "matrix": test["confusion"]})
-    _write_confusion_csv(run_id, classes, test["confusion"])
+    confusion.write(runs.run_dir(run_id), classes, test["confusion"])
     epochs_run = len(hist.history.get("loss", []))
     monitored = hist.history.get(stage.monitor, [])
     best_epoch = (int(np.argmin(monitored) if "loss" in stage.monitor else np.argmax(monitored)) + 1
@@ -424,14 +421,6 @@ def _identity(t: Any) -> Any:
     return t
 
 
-def _write_confusion_csv(run_id: str, classes: list[str], matrix: list[list[int]]) -> None:
-    from core.config import atomic_write_text
-
-    lines = ["true\\pred," + ",".join(classes)] + [f"{c}," + ",".join(map(str, row))
-                                                   for c, row in zip(classes, matrix, strict=True)]
-    atomic_write_text(runs.run_dir(run_id) / "confusion.csv", "\n".join(lines) + "\n")
-
-
 def execute_run(run_id: str, stage: StageConfig, parent_run: str | None,
                 on_progress: ProgressFn | None = None, stage_info: dict[str, Any] | None = None) -> str:
     """Run one stage with status bookkeeping; returns the final status. Errors are recorded, never raised."""
@@ -443,6 +432,10 @@ def execute_run(run_id: str, stage: StageConfig, parent_run: str | None,
         return "cancelled"
     except TransferLabError as exc:
         runs.set_status(run_id, "failed", error=str(exc))
+        return "failed"
+    except OSError as exc:
+        runs.set_status(run_id, "failed", error=f"{describe_os_error(exc)}: free space or fix the folder, then "
+                                                  "train again")
         return "failed"
     except Exception as exc:  # noqa: BLE001 - any crash is recorded on the run, with its traceback
         runs.write_json(run_id, "traceback.json", {"traceback": traceback.format_exc()})

@@ -216,4 +216,5 @@ def main() -> None:
     export_section(run_id)
 
 
-main()
+with common.error_boundary("The Classify page", only_expected=True):
+    main()

@@ -8,6 +8,8 @@ resources keyed by run id and the model file's modification time.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,20 @@ def next_step(text: str, page: str, label: str, icon: str = ":material/arrow_for
     """An info box saying what to do next, with a link to the page that does it."""
     st.info(text, icon=icon)
     st.page_link(page, label=label, icon=":material/arrow_forward:")
+
+
+@contextmanager
+def error_boundary(action: str, only_expected: bool = False) -> Iterator[None]:
+    """Whatever goes wrong inside is one message on the page, never a traceback (a rerun passes through).
+    `only_expected`: just our errors and the system's (disk full, read-only, ...), as around a whole page,
+    where a programming error must still show as one."""
+    try:
+        yield
+    except TransferLabError as exc:
+        st.error(str(exc))
+    except OSError as exc:
+        st.error(f"{action} failed: {config.describe_os_error(exc)}.")
+    except Exception as exc:
+        if only_expected:
+            raise
+        st.error(f"{action} failed ({type(exc).__name__}: {exc}).")

@@ -12,6 +12,7 @@ import streamlit as st
 
 from core import datasets
 from core.config import TransferLabError, data_root, shared_data_dir
+from core.datasets_io import UPLOAD_PREFIX
 from pages import common
 
 SAMPLE_SIZE = 64
@@ -44,17 +45,20 @@ def dataset_table(rows: list[dict[str, Any]]) -> None:
 
 
 def run_import(source: str, name: str | None) -> None:
-    """Import with a progress bar; the report or one clear error."""
+    """Import with a progress bar; the report or one clear error. Any click reruns the page, which stops the
+    import at its next progress step (the download and the half-made folder are removed): hence the button."""
     bar = st.progress(0.0, text="Starting…")
+    st.form_submit_button("Cancel the import", help="Stops the download or import; nothing of it is kept.")
 
     def progress(message: str, fraction: float) -> None:
         bar.progress(max(0.0, min(1.0, float(fraction))), text=message)
 
-    try:
-        report = datasets.import_dataset(source, name=name or None, progress=progress)
-    except TransferLabError as exc:
+    report = None
+    with common.error_boundary("The import"):
+        report = datasets.import_dataset(source, name=name or None, progress=progress,
+                                         replace=st.session_state.get("import_replace", False))
+    if report is None:
         bar.empty()
-        st.error(str(exc))
         return
     bar.progress(1.0, text="Done")
     common.clear_dataset_caches()
@@ -67,14 +71,12 @@ def run_upload(upload, name: str | None) -> None:
     file_name = Path(upload.name).name
     if not file_name.lower().endswith(".zip") or file_name.startswith("."):
         file_name = "upload.zip"
-    try:
+    with common.error_boundary(f"Storing the upload in {data_root()}"):
         data_root().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=data_root(), prefix=".upload-") as tmp:
+        with tempfile.TemporaryDirectory(dir=data_root(), prefix=UPLOAD_PREFIX) as tmp:
             path = Path(tmp) / file_name
             path.write_bytes(upload.getvalue())
             run_import(str(path), name)
-    except OSError as exc:
-        st.error(f"Could not store the upload in {data_root()}: {exc.strerror or exc}.")
 
 
 def import_section() -> None:
@@ -88,6 +90,8 @@ def import_section() -> None:
         if unreadable:
             with st.expander("Unreadable images (left out)"):
                 st.write(unreadable)
+    st.checkbox("Replace a dataset of the same name", key="import_replace",
+                help="Off: importing under a name that exists is refused, so nothing is replaced by accident.")
     tab_zip, tab_path, tab_url = st.tabs(["Upload a zip", "Server path", "URL"])
     with tab_zip, st.form("import_zip", clear_on_submit=False):
         upload = st.file_uploader(f"Zip file (up to {common.MAX_UPLOAD_MB} MB)", type=["zip"], key="zip_upload")
@@ -255,4 +259,5 @@ def main() -> None:
     view_section(common.dataset_rows())
 
 
-main()
+with common.error_boundary("The Datasets page", only_expected=True):
+    main()

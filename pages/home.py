@@ -87,4 +87,5 @@ def main() -> None:
     links()
 
 
-main()
+with common.error_boundary("The Home page", only_expected=True):
+    main()

@@ -12,11 +12,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import compare, report, runs
+from core import compare, records, report, runs
 from core.config import TransferLabError
 from pages import common, evaluations
 
 PUBLISHED = "published (hardware unknown)"
+MAX_HEATMAP_CLASSES = 200
 
 
 # ---- cached reads ------------------------------------------------------------------------------------------
@@ -213,11 +214,13 @@ def curves(history: list[dict[str, Any]], title: str = "") -> go.Figure | None:
 
 
 def confusion(run: dict[str, Any]) -> None:
-    data = common.read_json_file(Path(run["path"]) / "confusion.json") or {}
-    classes = data.get("classes") or run["metrics"].get("classes") or run["labels"]
-    matrix = data.get("matrix") or run["metrics"].get("confusion")
-    if not matrix:
-        st.caption("No confusion matrix (the run did not finish).")
+    stored = records.read_confusion(Path(run["path"]), MAX_HEATMAP_CLASSES)
+    if stored is None:
+        st.caption("No readable confusion matrix (the run did not finish, or confusion.json is malformed).")
+        return
+    classes, matrix = stored
+    if matrix is None:
+        st.caption(f"{len(classes)} classes: too many to draw; confusion.csv in the run's folder holds the matrix.")
         return
     fig = px.imshow(matrix, x=classes, y=classes, text_auto=True, color_continuous_scale="Blues",
                     labels=dict(x="predicted", y="true", color="images"), aspect="auto")
@@ -319,4 +322,5 @@ def main() -> None:
     run_detail(rows)
 
 
-main()
+with common.error_boundary("The Results page", only_expected=True):
+    main()

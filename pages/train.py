@@ -312,10 +312,10 @@ def builder() -> None:
                    "process: closing this tab does not stop them.")
     launch = st.button("Launch", type="primary", disabled=exp is None or bool(problems), key="launch")
     if launch and exp is not None:
-        try:
+        job_id = None
+        with common.error_boundary("Launching the job"):
             job_id = jobs.submit(exp)
-        except TransferLabError as exc:
-            st.error(str(exc))
+        if job_id is None:
             return
         st.session_state["watch_select"] = job_id
         st.success(f"Launched job `{job_id}`. Follow it below.")
@@ -434,4 +434,5 @@ def main() -> None:
     live_jobs()
 
 
-main()
+with common.error_boundary("The Train page", only_expected=True):
+    main()

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -58,7 +59,8 @@ def test_older_or_torn_folders_stay_readable(results_dir):
     (torn / "config.json").write_text('{"stage": {"data')
     rows = {r["run_id"]: r for r in runs.list_runs()}
     assert rows["20200101-000000-old"]["status"] == "failed"  # no status.json: not done, not lost
-    assert "20200101-000001-torn" not in rows
+    assert rows["20200101-000001-torn"]["status"] == "failed"  # listed with the reason, not hidden (issue 17)
+    assert "config.json is not valid JSON" in rows["20200101-000001-torn"]["error"]
 
 
 def test_cancel_queued_run_and_unknown_ids():
@@ -83,13 +85,26 @@ def test_missing_or_corrupt_model_is_a_clear_error():
         runs.load_model(run_id)
 
 
-def test_latest_model_run_ignores_unfinished():
+def _model_file(run_id):
+    with zipfile.ZipFile(runs.run_dir(run_id) / "model.keras", "w") as zf:
+        zf.writestr("config.json", "{}")
+
+
+def test_latest_model_run_ignores_unfinished_and_unloadable():
     done = _new()
     runs.set_status(done, "done")
-    (runs.run_dir(done) / "model.keras").write_bytes(b"x")
+    _model_file(done)
     failed = _new()
     runs.set_status(failed, "failed")
-    (runs.run_dir(failed) / "model.keras").write_bytes(b"x")
+    _model_file(failed)
+    diverged = _new()
+    runs.set_status(diverged, "done")
+    runs.write_json(diverged, "metrics.json", {"train_loss": float("nan"), "test_accuracy": 0.5})
+    _model_file(diverged)
+    not_a_model = _new()
+    runs.set_status(not_a_model, "done")
+    (runs.run_dir(not_a_model) / "model.keras").write_bytes(b"x")
     running = _new()
     assert runs.latest_model_run() == done
+    assert runs.get_run(diverged)["status"] == "failed" and "diverged" in runs.get_run(diverged)["status_info"]["error"]
     assert running
