@@ -110,7 +110,7 @@ def show_detail(run_id: str, result: dict[str, Any], labels: list[str], gradcam:
         st.markdown(f"#### Prediction: **{top_label}** ({top_p:.1%})")
     else:
         guesses = ", ".join(f"{c} {p:.0%}" for c, p in result["top_k"])
-        st.markdown(f"#### Not sure — top guesses: {guesses}")
+        st.markdown(f"#### Prediction: not sure — top guesses: {guesses}")
         st.caption(f"The model answers only at {result['threshold']:.0%} confidence or more (calibrated; the "
                    "threshold was chosen on the run's validation images).")
     st.caption(f"{result['file']} · model latency {result['model_ms']:.1f} ms (forward pass only"
