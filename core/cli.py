@@ -195,7 +195,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from core import evaluate
 
-    return evaluate.cli(args.run_id, args.dataset, args.map or [], args.split, args.json)
+    return evaluate.cli(args.run_id, args.dataset, args.map or [], args.split, args.json, args.tta)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -296,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="e.g. other=noise (repeatable; fnmatch patterns allowed; same names map by themselves)")
     ev.add_argument("--split", choices=("test", "val", "train", "all"),
                     help="default: all for a set without train/test folders the model was not trained on, else test")
+    ev.add_argument("--tta", action="store_true", help="average the test-time views, as Classify's option does")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 

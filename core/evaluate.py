@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from core import datasets, predict, runs
 from core.config import TransferLabError
@@ -74,18 +75,23 @@ def suggest_mapping(dataset_classes: Sequence[str], model_classes: Sequence[str]
             for c in dataset_classes}
 
 
-def _images(clf: predict.Classifier, dataset: str, split: str) -> tuple[Any, np.ndarray, list[str]]:
-    """(batches of model-ready images, dataset labels, dataset classes); batches decode lazily."""
+def _images(clf: predict.Classifier, dataset: str, split: str, tta: bool) -> tuple[Any, np.ndarray, list[str]]:
+    """(batches [B, V, S, S, 3] of model-ready views (V = 1, or the test-time views with `tta`), dataset labels,
+    dataset classes); batches decode lazily."""
     found = datasets.split_files(dataset, split)
     if found is None:
         x, y, classes = datasets.load_split_arrays(dataset, split, clf.input_size)
-        return (x[i : i + BATCH] for i in range(0, len(x), BATCH)), y, classes
+
+        def of_array(a: np.ndarray) -> np.ndarray:
+            return predict.tta_views(Image.fromarray(a), clf.input_size) if tta else a[None]
+
+        return (np.stack([of_array(a) for a in x[i : i + BATCH]]) for i in range(0, len(x), BATCH)), y, classes
     files, y, classes = found
 
     def batches() -> Any:
         with ThreadPoolExecutor(2) as pool:  # Pillow decodes without the GIL
             for i in range(0, len(files), BATCH):
-                yield np.stack(list(pool.map(lambda p: clf.prepare(p, p.name), files[i : i + BATCH])))
+                yield np.stack(list(pool.map(lambda p: clf.views(p, p.name, tta), files[i : i + BATCH])))
 
     return batches(), y, classes
 
@@ -130,6 +136,7 @@ def evaluate(
     split: str = "test",
     *,
     store: bool = True,
+    tta: bool = False,
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[str, Any]:
     """Score a stored model (`RUN_ID`, `default` or `latest`) on one split of an imported dataset; with
@@ -139,16 +146,17 @@ def evaluate(
     clf = predict.load_classifier(model)
     resolved = resolve_mapping(datasets.dataset_classes(dataset), clf.labels, mapping)
     t0 = time.perf_counter()
-    batches, y, classes = _images(clf, dataset, split)
+    batches, y, classes = _images(clf, dataset, split, tta)
     preds = []
     for batch in batches:
-        preds.append(np.argmax(clf.probabilities(batch), axis=1))
+        probs = clf.probabilities(batch.reshape(-1, *batch.shape[2:])).reshape(*batch.shape[:2], -1)
+        preds.append(np.argmax(probs.mean(axis=1), axis=1))
         if progress:
             done = min(len(preds) * BATCH, len(y))
             progress(f"Evaluated {done} of {len(y)} images", done / len(y))
     pred = np.concatenate(preds) if preds else np.zeros(0, int)
     to_model = np.array([clf.labels.index(resolved[c]) for c in classes], int)
-    result = {"run_id": clf.run_id, "dataset": dataset, "split": split, "mapping": resolved,
+    result = {"run_id": clf.run_id, "dataset": dataset, "split": split, "mapping": resolved, "tta": tta,
               **scores(to_model[y], pred, clf.labels),
               "by_dataset_class": {c: {m: int(np.sum((y == i) & (pred == j))) for j, m in enumerate(clf.labels)}
                                    for i, c in enumerate(classes)},
@@ -175,14 +183,15 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             for i, c in enumerate(result["classes"])]
 
 
-def cli(model: str, dataset: str, maps: Sequence[str], split: str | None, as_json: bool) -> int:
+def cli(model: str, dataset: str, maps: Sequence[str], split: str | None, as_json: bool, tta: bool = False) -> int:
     """`python -m core evaluate`: evaluate, store, and print the table (or the stored JSON)."""
-    result = evaluate(model, dataset, parse_mapping(maps), split or default_split(model, dataset))
+    result = evaluate(model, dataset, parse_mapping(maps), split or default_split(model, dataset), tta=tta)
     if as_json:
         print_json(result)
         return 0
     mapped = ", ".join(f"{k}->{v}" for k, v in result["mapping"].items() if k != v) or "by name"
-    print(f"{result['run_id']} on {dataset} ({result['split']}, {result['n']} images, mapping {mapped}): "
+    print(f"{result['run_id']} on {dataset} ({result['split']}, {result['n']} images, mapping {mapped}"
+          f"{', test-time views averaged' if tta else ''}): "
           f"accuracy {result['accuracy']:.4f}, balanced accuracy {result['balanced_accuracy']:.4f}")
     table(table_rows(result), ["truth", *result["classes"], "recall", "precision"])
     print(f"Rows: true class (dataset classes mapped), columns: the model's answer. Stored in {result['path']}.")

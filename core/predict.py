@@ -21,7 +21,7 @@ from PIL import Image
 from core import models, records, runs
 from core.calibration import Calibration
 from core.config import TransferLabError, atomic_write_bytes, data_root
-from core.images import load_rgb
+from core.images import load_rgb, open_image
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 
@@ -50,12 +50,17 @@ def model_calibration(run_id: str) -> Calibration:
     return Calibration.from_dict(records.read_metrics(runs.model_dir(run_id))[0].get("calibration"))
 
 
-def tta_views(image: np.ndarray) -> np.ndarray:
-    """Test-time augmentation: the image, its mirror, and a 90% centre crop of each, at the same size."""
-    h, w = image.shape[:2]
-    dy, dx = round(h * 0.05), round(w * 0.05)
-    crop = np.asarray(Image.fromarray(image[dy:h - dy, dx:w - dx]).resize((w, h), Image.Resampling.BILINEAR))
-    return np.stack([image, image[:, ::-1], crop, crop[:, ::-1]])
+TTA_CROP = 0.6  # side of each test-time crop, as a share of the photo's
+
+
+def tta_views(img: Image.Image, size: int) -> np.ndarray:
+    """Test-time augmentation: the whole photo, and its centre and four corners at TTA_CROP of each side, each
+    resized to size x size. A zoomed-in crop of a shop bin or a branch shows a few fruits large, as in training."""
+    w, h = img.size
+    cw, ch = max(1, round(w * TTA_CROP)), max(1, round(h * TTA_CROP))
+    boxes = [((w - cw) // 2, (h - ch) // 2), (0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)]
+    views = [img] + [img.crop((x, y, x + cw, y + ch)) for x, y in boxes]
+    return np.stack([np.asarray(v.resize((size, size), Image.Resampling.BILINEAR), np.uint8) for v in views])
 
 
 @dataclass
@@ -105,12 +110,17 @@ class Classifier:
         """Exactly the training preprocessing: EXIF upright, RGB, resized to the model's input."""
         return load_rgb(source, self.input_size, name)
 
+    def views(self, source: str | Path | bytes, name: str | None = None, tta: bool = False) -> np.ndarray:
+        """[V, S, S, 3]: the prepared image alone, or with `tta` the test-time views (`tta_views`)."""
+        return tta_views(open_image(source, name), self.input_size) if tta else self.prepare(source, name)[None]
+
     def classify(self, source: str | Path | bytes, name: str | None = None, top_k: int = 3,
                  tta: bool = False) -> dict[str, Any]:
         """Calibrated probabilities; `sure` is False below the run's validation-chosen threshold."""
-        image = self.prepare(source, name)
+        views = self.views(source, name, tta)
+        image = views[0]
         t0 = time.perf_counter()
-        raw = self.probabilities(tta_views(image)).mean(axis=0) if tta else self.probabilities(image[None])[0]
+        raw = self.probabilities(views).mean(axis=0)
         latency_ms = (time.perf_counter() - t0) * 1000
         probs = self.calibration.apply(raw[None])[0]
         order = np.argsort(probs)[::-1]

@@ -114,7 +114,7 @@ def show_detail(run_id: str, result: dict[str, Any], labels: list[str], gradcam:
         st.caption(f"The model answers only at {result['threshold']:.0%} confidence or more (calibrated; the "
                    "threshold was chosen on the run's validation images).")
     st.caption(f"{result['file']} · model latency {result['model_ms']:.1f} ms (forward pass only"
-               f"{', 4 views averaged' if result['tta'] else ''})")
+               f"{', 6 views averaged' if result['tta'] else ''})")
     left, middle, right = st.columns([1, 1, 2])
     with left:
         st.image(result["image"], caption="model input", width=200)
@@ -188,8 +188,9 @@ def main() -> None:
     c1, c2, c3 = st.columns(3)
     top_k = c1.slider("Top-k", 1, max(1, min(10, len(clf.labels))), min(3, len(clf.labels)))
     gradcam = c2.toggle("Grad-CAM heatmap", value=True)
-    tta = c3.toggle("Test-time augmentation", value=False,
-                    help="Average the image, its mirror and a 90% centre crop of each (4 forward passes).")
+    tta = c3.toggle("Test-time augmentation", value=True,
+                    help="Average the whole photo and five zoomed-in crops (centre and corners, 60% of each side): "
+                         "6 forward passes. Helps with photos of many small fruits (shop bins, branches).")
     files = upload()
     if not files:
         st.info("Upload one or more fruit photos to classify them.", icon=":material/photo_camera:")

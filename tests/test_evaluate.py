@@ -197,3 +197,19 @@ def test_results_page_shows_stored_evaluations_and_evaluates_from_the_form(evalu
     assert "Evaluated on real-photos-dev (test" in "\n".join(str(s.value) for s in at.success)
     table = next(d.value for d in at.dataframe if "evaluated on" in d.value.columns)
     assert "real-photos-dev (test)" in list(table["evaluated on"])
+
+
+def test_test_time_views_answer_as_classify_with_tta_does(clone):
+    """With tta the evaluation averages the six views per photo, exactly as Classify's option."""
+    from core import datasets, evaluate, predict
+    from core.images import open_image
+
+    files, y, classes = datasets.split_files(DEV, "all")
+    clf = predict.load_classifier("default")
+    views = predict.tta_views(open_image(files[0]), clf.input_size)
+    assert views.shape == (6, clf.input_size, clf.input_size, 3) and views.dtype == np.uint8
+    result = evaluate.evaluate("default", DEV, {"other": "noise"}, "all", tta=True, store=False)
+    assert result["tta"] is True and result["n"] == sum(COUNTS.values())
+    pears = [str(f) for f, k in zip(files, y, strict=True) if classes[k] == "pear"]
+    answers = [clf.classify(p, tta=True)["label"] for p in pears]
+    assert {c: answers.count(c) for c in result["classes"]} == result["by_dataset_class"]["pear"]
