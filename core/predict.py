@@ -27,10 +27,13 @@ EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 
 
 def resolve_model(spec: str = "latest") -> str:
-    """`latest` = the newest finished run with a model, else the shipped default; `default`; or a run id."""
+    """`latest` = the newest finished model: a run with a model, or the shipped default, which counts as of
+    when its run was created (so older stored runs do not hide it); `default`; or a run id."""
     if spec == "latest":
         latest = runs.latest_model_run()
-        if latest:
+        shipped = str(model_record(runs.DEFAULT_MODEL_DIR).get("created") or "")
+        if latest and not (shipped and (runs.default_model_dir() / "model.keras").is_file()
+                           and shipped > str(model_record(latest).get("created") or "")):
             return latest
         spec = runs.DEFAULT_MODEL_DIR
     if spec == runs.DEFAULT_MODEL_DIR:
@@ -43,6 +46,12 @@ def resolve_model(spec: str = "latest") -> str:
 
 def model_record(run_id: str) -> dict[str, Any]:
     return records.read_config(runs.model_dir(run_id))[0]
+
+
+def trained_for_photos(run_id: str) -> bool:
+    """Whether the model learned from lab images composited onto scenes (then Classify averages test-time views)."""
+    stage = model_record(run_id).get("stage")
+    return isinstance(stage, dict) and isinstance(stage.get("composite"), int | float) and stage["composite"] > 0
 
 
 def model_calibration(run_id: str) -> Calibration:

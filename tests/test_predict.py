@@ -67,3 +67,29 @@ def test_the_tflite_export_takes_rgb_and_answers_like_the_page(clf: predict.Clas
     interp.invoke()
     out = interp.get_tensor(interp.get_output_details()[0]["index"])
     np.testing.assert_allclose(out, clf.probabilities(image), atol=1e-5)
+
+
+def test_latest_is_the_newest_model_counting_the_shipped_one_by_its_creation(tmp_path, monkeypatch) -> None:
+    """A stored run older than the shipped model does not hide it; a run trained after it is picked."""
+    import json
+    import shutil
+
+    from core.config import REPO_ROOT
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO_ROOT / "results" / runs.DEFAULT_MODEL_DIR, results / runs.DEFAULT_MODEL_DIR)
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(results))
+    shipped = json.loads((results / runs.DEFAULT_MODEL_DIR / "config.json").read_text())["created"]
+
+    def stored_run(run_id: str, created: str) -> None:
+        folder = results / "runs" / run_id
+        shutil.copytree(results / runs.DEFAULT_MODEL_DIR, folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "run_id": run_id, "created": created}))
+
+    stored_run("older-run", "2000-01-01T00:00:00+00:00")
+    assert runs.latest_model_run() == "older-run"
+    assert predict.resolve_model("latest") == runs.DEFAULT_MODEL_DIR
+    stored_run("newer-run", "2999-01-01T00:00:00+00:00")
+    assert predict.resolve_model("latest") == "newer-run"
+    assert shipped < "2999"
