@@ -188,9 +188,10 @@ def main() -> None:
     c1, c2, c3 = st.columns(3)
     top_k = c1.slider("Top-k", 1, max(1, min(10, len(clf.labels))), min(3, len(clf.labels)))
     gradcam = c2.toggle("Grad-CAM heatmap", value=True)
-    tta = c3.toggle("Test-time augmentation", value=True,
+    tta = c3.toggle("Test-time augmentation", value=predict.trained_for_photos(run_id), key=f"tta_{run_id}",
                     help="Average the whole photo and five zoomed-in crops (centre and corners, 60% of each side): "
-                         "6 forward passes. Helps with photos of many small fruits (shop bins, branches).")
+                         "6 forward passes. Helps with photos of many small fruits (shop bins, branches); on by "
+                         "default for models trained on composited scenes.")
     files = upload()
     if not files:
         st.info("Upload one or more fruit photos to classify them.", icon=":material/photo_camera:")
