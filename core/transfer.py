@@ -230,17 +230,23 @@ def _deterministic_frozen(layer: Any) -> bool:
     return True
 
 
+def _frozen_front(layers: list[Any]) -> int:
+    """Index of the last of layers[1:]'s leading frozen, deterministic layers (0: none)."""
+    k = 0
+    for i in range(1, len(layers)):
+        if not _deterministic_frozen(layers[i]):
+            break
+        k = i
+    return k
+
+
 def cacheable_prefix(model: keras.Model) -> int:
     """k: index into `model.layers` (0 is the InputLayer) of the last layer of the longest prefix of frozen or
     weightless, deterministic layers (no Dropout / noise / random augmentation; BatchNorm only when frozen).
     Its output can be computed once and cached. 0 when there is no such prefix, or when nothing after it
     would train (the head must keep at least one trainable layer)."""
     layers = model.layers
-    k = 0
-    for i in range(1, len(layers)):
-        if not _deterministic_frozen(layers[i]):
-            break
-        k = i
+    k = _frozen_front(layers)
     if k == 0 or k >= len(layers) - 1:
         return 0
     if not any(layer.trainable_weights for layer in layers[k + 1:]):
@@ -266,12 +272,7 @@ def _inner_split(base: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     """For a nested base that is only partly frozen: (its frozen front, the rest), cut after the last frozen,
     deterministic layer whose output alone feeds everything after it (a block boundary, not inside a residual)."""
     inner = base.layers
-    j = 0
-    for i in range(1, len(inner)):
-        if not _deterministic_frozen(inner[i]):
-            break
-        j = i
-    for cut in range(j, 0, -1):
+    for cut in range(_frozen_front(inner), 0, -1):
         try:
             tail = keras.Model(inner[cut].output, base.output, name=f"{base.name}_tail")
         except ValueError:  # the rest also needs an earlier tensor (a skip connection): cut further back
