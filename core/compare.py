@@ -201,8 +201,28 @@ def side_by_side(rows: Iterable[dict[str, Any]], summary: pd.DataFrame, dataset:
                     "time_min": r.get("time_min"), "time_min_std": r.get("time_min_std"),
                     "accuracy": r.get("accuracy"), "accuracy_std": r.get("accuracy_std"),
                     "pretrain_time_min": r.get("pretrain_time_min")})
-    return pd.DataFrame(out, columns=["source", "paper", "model", "method", "n_runs", "time_min", "time_min_std",
-                                      "accuracy", "accuracy_std", "pretrain_time_min"])
+    table = pd.DataFrame(out, columns=["source", "paper", "model", "method", "n_runs", "time_min", "time_min_std",
+                                       "accuracy", "accuracy_std", "pretrain_time_min"])
+    return _against_scratch(table)
+
+
+def _against_scratch(table: pd.DataFrame) -> pd.DataFrame:
+    """Adds `speedup` (scratch time / this row's time) and `accuracy_delta` (this row's accuracy - scratch's) to
+    each transfer row, against the scratch row of the same paper (published) or the same model (ours); blank
+    where that scratch row does not exist (paper A published no scratch baseline)."""
+    table = table.copy()
+    time_min, acc = (pd.to_numeric(table[c], errors="coerce") for c in ("time_min", "accuracy"))
+    table["speedup"], table["accuracy_delta"] = math.nan, math.nan
+    ours = table["source"] != "published (hardware unknown)"
+    family = table["model"].astype(str).where(ours, "paper " + table["paper"].astype(str).str.split().str[0])
+    for key in family.unique():
+        scratch = table.index[(family == key) & (table["method"] == "scratch")]
+        if len(scratch) != 1:
+            continue
+        transfer = table.index[(family == key) & (table["method"] == "transfer")]
+        table.loc[transfer, "speedup"] = time_min[scratch[0]] / time_min[transfer].where(time_min[transfer] > 0)
+        table.loc[transfer, "accuracy_delta"] = acc[transfer] - acc[scratch[0]]
+    return table
 
 
 def job_summary(job: dict[str, Any]) -> dict[str, Any]:

@@ -140,8 +140,9 @@ def box_plots(points: pd.DataFrame) -> None:
     st.plotly_chart(fig, width="stretch")
 
 
-def scope(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Compare like with like: one preset and one device at a time (paper B's by default), or everything."""
+def scope(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Compare like with like: one preset and one device at a time (paper B's by default), or everything.
+    Returns the runs in scope and a label saying which they are."""
     c1, c2 = st.columns(2)
     presets = compare.filter_options(compare.finished(rows))["preset"]
     preset = c1.selectbox("Runs of preset", ["all", *presets], key="scope_preset",
@@ -149,16 +150,19 @@ def scope(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = compare.filter_runs(rows, preset=[] if preset == "all" else [preset])
     devices = compare.filter_options(compare.finished(rows))["device"]
     device = c2.selectbox("On device", ["all", *devices], key="scope_device", index=1 if len(devices) > 1 else 0)
-    return compare.filter_runs(rows, device=[] if device == "all" else [device])
+    label = f"preset {preset}, device {device}".replace("preset all", "every preset").replace(
+        "device all", "every device")
+    return compare.filter_runs(rows, device=[] if device == "all" else [device]), label
 
 
-def comparison(rows: list[dict[str, Any]]) -> str | None:
+def comparison(rows: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]], str]:
+    """Draws the comparison; returns its target dataset, the runs in scope and the scope's label."""
     st.subheader("Scratch vs transfer")
-    rows = scope(rows)
+    rows, label = scope(rows)
     targets = compare.target_datasets(rows)
     if not targets:
         st.info("No finished runs yet: the comparison appears when runs finish.", icon=":material/info:")
-        return None
+        return None, rows, label
     c1, c2 = st.columns(2)
     dataset = c1.selectbox("Target dataset", targets, key="target_dataset")
     grouping = c2.radio("Group by", list(compare.GROUPINGS), horizontal=True, key="group_by")
@@ -168,26 +172,43 @@ def comparison(rows: list[dict[str, Any]]) -> str | None:
     st.caption("mean ± standard deviation over repeats (sample std; blank with one run)")
     summary_table(summary, by)
     box_plots(compare.metric_points(rows, dataset, by))
-    return dataset
+    return dataset, rows, label
 
 
-def papers(rows: list[dict[str, Any]], dataset: str | None) -> None:
+def papers_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """compare.side_by_side as display text: mean ± std, ratios with ×, and '—' for every empty cell."""
+    def text(value: Any, fmt: str) -> str:
+        return pm(value, None, fmt)
+
+    def count(value: Any) -> str:
+        return "—" if pd.isna(value) else str(int(value))
+
+    return pd.DataFrame({
+        "source": table["source"], "paper": table["paper"].replace("", "—").fillna("—"),
+        "model": table["model"].fillna("—"), "method": table["method"].fillna("—"),
+        "runs": table["n_runs"].map(count),
+        "time (min)": [pm(m, s, "{:.2f}") for m, s in zip(table["time_min"], table["time_min_std"], strict=True)],
+        "accuracy": [pm(m, s) for m, s in zip(table["accuracy"], table["accuracy_std"], strict=True)],
+        "speedup": table["speedup"].map(lambda v: text(v, "{:.2f}×")),
+        "accuracy delta": table["accuracy_delta"].map(lambda v: text(v * 100 if pd.notna(v) else v,
+                                                                     "{:+.2f} points")),
+        "pre-training (min)": table["pretrain_time_min"].map(lambda v: text(v, "{:.1f}")),
+    })
+
+
+def papers(rows: list[dict[str, Any]], dataset: str | None, scope_label: str = "") -> None:
     st.subheader("The papers beside our runs")
     st.caption(f"Rows marked **{PUBLISHED}** are copied from the papers; their times come from unknown "
-               "machines, so compare them with ours as orders of magnitude only.")
+               "machines, so compare them with ours as orders of magnitude only. Speedup and accuracy delta are "
+               "against the scratch row of the same paper (ours: of the same model); paper A published no "
+               "scratch baseline.")
     summary = published_summary()
     target = dataset if dataset and not compare.published_for(summary, dataset).empty else "fruits360-3"
     table = compare.side_by_side(rows, summary, target)
     numeric = ["n_runs", "time_min", "time_min_std", "accuracy", "accuracy_std", "pretrain_time_min"]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
-    st.markdown(f"Target: **{target}**")
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "time_min": st.column_config.NumberColumn("time (min)", format="%.2f"),
-        "time_min_std": st.column_config.NumberColumn("± (min)", format="%.2f"),
-        "accuracy": st.column_config.NumberColumn(format="%.4f"),
-        "accuracy_std": st.column_config.NumberColumn("±", format="%.4f"),
-        "pretrain_time_min": st.column_config.NumberColumn("pre-training (min)", format="%.1f"),
-    })
+    st.markdown(f"Target: **{target}**" + (f" · ours: {scope_label}" if scope_label else ""))
+    st.table(papers_frame(table))
     with st.expander(f"All published tables ({PUBLISHED})"):
         name = st.selectbox("Table", reference_tables(), key="reference_table")
         st.caption(f"{name}.csv — {PUBLISHED}; see results/reference/README.md for caveats")
@@ -315,9 +336,9 @@ def main() -> None:
         return
     all_runs(rows)
     st.divider()
-    dataset = comparison(rows)
+    dataset, in_scope, label = comparison(rows)
     st.divider()
-    papers(rows, dataset)
+    papers(in_scope, dataset, label)
     st.divider()
     run_detail(rows)
 

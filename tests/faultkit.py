@@ -230,6 +230,33 @@ def model_run(labels: tuple[str, ...] = TOY_CLASSES, dataset: str = "toy", size:
     return run_id
 
 
+def recorded_run(run_id: str, method: str, wall_s: float, accuracy: float, *, device: str = "CPU",
+                 preset: str = "paper-b-scratch-vs-transfer", dataset: str = "fruits360-3", epochs: int = 20,
+                 epochs_run: int | None = None, limit: int | None = None, n_train: int = 7896,
+                 classes: int = 3, target: float = 0.99, reached_s: float | None = None,
+                 parent: str | None = None, stage: dict[str, Any] | None = None) -> str:
+    """A finished run's record written straight into the results root (config, status, metrics; no model), as
+    the committed runs are: for pages that only read records."""
+    from core import runs
+
+    folder = runs.runs_dir() / run_id
+    folder.mkdir(parents=True)
+    cfg = {"run_id": run_id, "created": f"2026-01-01T00:00:{len(list(runs.runs_dir().iterdir())):02d}+00:00",
+           "stage": {"dataset": dataset, "arch": "alexnet4", "source": "scratch" if method == "scratch" else
+                     "previous", "freeze": "none" if method == "scratch" else "first:4", "epochs": epochs,
+                     "target_accuracy": target, "limit_per_class": limit, "input_size": 48, **(stage or {})},
+           "preset": preset, "pipeline_name": method, "method": method, "parent_run": parent,
+           "stage_index": 0, "stage_count": 1, "repeat_index": 0, "repeats": 1}
+    metrics = {"test_accuracy": accuracy, "kappa": accuracy, "wall_time_s": wall_s, "time_to_target_s": reached_s,
+               "target_accuracy": target, "epochs_run": epochs if epochs_run is None else epochs_run,
+               "n_train": n_train, "device": device, "classes": [f"c{i}" for i in range(classes)]}
+    for name, obj in (("config.json", cfg), ("metrics.json", metrics),
+                      ("status.json", {"status": "done", "finished": cfg["created"]}),
+                      ("labels.json", metrics["classes"])):
+        (folder / name).write_text(json.dumps(obj))
+    return run_id
+
+
 # ---- the command line ------------------------------------------------------------------------------------
 
 

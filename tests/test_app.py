@@ -162,6 +162,44 @@ def test_train_without_data_points_to_datasets(empty_roots):
     assert "No jobs yet" in texts(at.caption)
 
 
+# ---- with run records written straight into an empty results root -----------------------------------------
+
+
+@pytest.fixture
+def cpu_and_gpu_runs(empty_roots):
+    """Paper B's preset on two devices: on the CPU scratch takes 300 s, transfer 30 s; on the GPU 10 s and 5 s."""
+    from faultkit import recorded_run
+
+    for i in range(2):
+        recorded_run(f"cpu-s{i}", "scratch", 300.0, 0.90, device="CPU")
+        recorded_run(f"cpu-t{i}", "transfer", 30.0, 0.95, device="CPU")
+        recorded_run(f"gpu-s{i}", "scratch", 10.0, 0.80, device="NVIDIA H100")
+        recorded_run(f"gpu-t{i}", "transfer", 5.0, 0.85, device="NVIDIA H100")
+    return empty_roots
+
+
+def papers_table(at: AppTest):
+    return next(t.value for t in at.table if "accuracy delta" in t.value.columns)
+
+
+def test_results_papers_table_follows_the_device_filter_and_computes_the_published_speedup(cpu_and_gpu_runs):
+    at = page("pages/results.py")
+    at.selectbox(key="scope_device").set_value("CPU").run()
+    assert not at.exception
+    table = papers_table(at)
+    ours = table[table["source"] == "ours (this machine)"].set_index("method")
+    assert ours.loc["scratch", "runs"] == "2" and ours.loc["scratch", "time (min)"].startswith("5.00")
+    assert ours.loc["transfer", "speedup"] == "10.00×" and ours.loc["transfer", "accuracy delta"] == "+5.00 points"
+    published = table[table["source"] == "published (hardware unknown)"].set_index("paper")
+    assert published.loc["B Table 5", "speedup"] == "12.28×"  # 104.79 / 8.53 min
+    assert published.loc["B Table 5", "accuracy delta"] == "+1.46 points"
+    assert published.loc["A Table 3", "speedup"] == "—"
+    assert not table.isin(["None", "nan", "NaN"]).any().any()
+    at.selectbox(key="scope_device").set_value("NVIDIA H100").run()
+    ours = papers_table(at).query("source == 'ours (this machine)'").set_index("method")
+    assert ours.loc["transfer", "speedup"] == "2.00×"
+
+
 # ---- with real data and runs -------------------------------------------------------------------------------
 
 
@@ -226,7 +264,7 @@ def test_results_compares_scratch_with_transfer(with_runs):
     assert at.selectbox(key="scope_device").value == "all"  # one device: nothing to choose
     assert len(at.dataframe[0].value) == 4  # all runs
     assert at.download_button, "CSV download of the runs"
-    published = at.dataframe[2].value
+    published = papers_table(at)
     assert "published (hardware unknown)" in set(published["source"])
     assert "ours (this machine)" in set(published["source"])
 

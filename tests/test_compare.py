@@ -168,3 +168,15 @@ def test_results_readme_findings_are_the_generated_ones():
     text = (results_root() / "README.md").read_text()
     block = text.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
     assert block.strip("\n") == report.findings_markdown()
+
+
+def test_side_by_side_speedup_and_delta_against_the_same_papers_scratch(rows):
+    from core import reference
+
+    table = compare.side_by_side(rows, reference.published_summary(), "fruits360-3")
+    b = table[table["paper"] == "B Table 5"].iloc[0]
+    assert b["speedup"] == pytest.approx(104.79 / 8.53) and b["accuracy_delta"] == pytest.approx(0.96474 - 0.95019)
+    assert math.isnan(table[table["paper"] == "A Table 3"].iloc[0]["speedup"])  # paper A: no scratch baseline
+    ours = table[table["source"] == "ours (this machine)"].set_index("method")
+    assert ours.loc["transfer", "speedup"] == pytest.approx(110.0 / 12.0)
+    assert math.isnan(ours.loc["scratch", "speedup"])
