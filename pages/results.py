@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import compare, records, report, runs
+from core import caveats, compare, records, report, runs
 from core.config import TransferLabError
 from pages import common, evaluations
 
@@ -94,7 +94,19 @@ def all_runs(rows: list[dict[str, Any]]) -> None:
                        mime="text/csv", on_click="ignore")
 
 
-def headline(result: dict[str, Any]) -> None:
+def contexts(rows: list[dict[str, Any]], run_ids: list[str]) -> dict[str, Any]:
+    by_id = {r["run_id"]: r for r in rows}
+    return caveats.group_context([by_id[i] for i in run_ids if i in by_id])
+
+
+def caveat_warning(flagged: dict[str, list[str]]) -> None:
+    """One visible warning naming each group whose numbers are not results (shortened, near chance)."""
+    if flagged:
+        st.warning("Not a result — " + "; ".join(f"**{name}**: {', '.join(w)}" for name, w in flagged.items()),
+                   icon=":material/warning:")
+
+
+def headline(result: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     s, t = result["scratch"], result["transfer"]
     if s is None or t is None:
         missing = "scratch" if s is None else "transfer"
@@ -113,19 +125,30 @@ def headline(result: dict[str, Any]) -> None:
               help="The same ratio for the time to reach the target accuracy, over the runs that reached it.")
     c4.metric("Speedup incl. pre-training", fmt_ratio(result["speedup_incl_pretrain"]),
               help="Each transfer run also charged the wall time of the stages it was built on.")
+    sides = {name: contexts(rows, side["run_ids"]) for name, side in (("scratch", s), ("transfer", t))}
+    st.caption(" — ".join(f"**{name}**: {int(side['n'])} runs, {caveats.describe(sides[name])}"
+                          for name, side in (("scratch", s), ("transfer", t))))
+    caveat_warning({name: c["warnings"] for name, c in sides.items() if c["warnings"]})
 
 
-def summary_table(summary: pd.DataFrame, by: tuple[str, ...]) -> None:
-    rows = []
+def summary_table(summary: pd.DataFrame, by: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    out, flagged = [], {}
     for _, r in summary.iterrows():
-        rows.append({**{c: r[c] for c in by}, "runs": int(r["n"]),
-                     "wall time (s)": pm(r["wall_time_s_mean"], r["wall_time_s_std"], "{:.1f}"),
-                     "time to target (s)": pm(r["time_to_target_s_mean"], r["time_to_target_s_std"], "{:.1f}")
-                     + f"  ({int(r['reached_target'])}/{int(r['n'])} reached)",
-                     "test accuracy": pm(r["test_accuracy_mean"], r["test_accuracy_std"]),
-                     "kappa": pm(r["kappa_mean"], r["kappa_std"]),
-                     "pre-training (s)": pm(r["pretrain_time_s_mean"], None, "{:.1f}")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        context = contexts(rows, r["run_ids"])
+        name = " / ".join(str(r[c]) for c in by)
+        if context["warnings"]:
+            flagged[name] = context["warnings"]
+        out.append({**{c: r[c] for c in by}, "runs": int(r["n"]), "epochs": context["epochs"],
+                    "images per class": context["per_class"],
+                    "wall time (s)": pm(r["wall_time_s_mean"], r["wall_time_s_std"], "{:.1f}"),
+                    "time to target (s)": pm(r["time_to_target_s_mean"], r["time_to_target_s_std"], "{:.1f}")
+                    + f"  ({caveats.target_text(context['target'], int(r['reached_target']), int(r['n']))})",
+                    "test accuracy": pm(r["test_accuracy_mean"], r["test_accuracy_std"]),
+                    "kappa": pm(r["kappa_mean"], r["kappa_std"]),
+                    "pre-training (s)": pm(r["pretrain_time_s_mean"], None, "{:.1f}"),
+                    "caveat": "⚠ " + "; ".join(context["warnings"]) if context["warnings"] else ""})
+    st.dataframe(pd.DataFrame(out), hide_index=True, width="stretch")
+    caveat_warning(flagged)
 
 
 def box_plots(points: pd.DataFrame) -> None:
@@ -167,10 +190,10 @@ def comparison(rows: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
     dataset = c1.selectbox("Target dataset", targets, key="target_dataset")
     grouping = c2.radio("Group by", list(compare.GROUPINGS), horizontal=True, key="group_by")
     by = compare.GROUPINGS[grouping]
-    headline(compare.scratch_vs_transfer(rows, dataset))
+    headline(compare.scratch_vs_transfer(rows, dataset), rows)
     summary = compare.group_summary(rows, dataset, by)
     st.caption("mean ± standard deviation over repeats (sample std; blank with one run)")
-    summary_table(summary, by)
+    summary_table(summary, by, rows)
     box_plots(compare.metric_points(rows, dataset, by))
     return dataset, rows, label
 

@@ -444,3 +444,30 @@ def test_classify_takes_an_iphone_heic_photo_and_offers_the_camera(real_data_roo
     assert not at.get("camera_input")
     at.toggle(key="classify_camera_on").set_value(True).run()
     assert not at.exception and len(at.get("camera_input")) == 1
+
+
+def test_results_marks_a_toy_run_and_says_the_target_and_training_beside_the_numbers(empty_roots):
+    from faultkit import recorded_run
+
+    for i in range(2):  # the preset asks for 30 and 20 epochs; these ran 2, on 10 images per class, near chance
+        recorded_run(f"toy-s{i}", "scratch", 20.0, 0.33, epochs=2, limit=10, n_train=30)
+        recorded_run(f"toy-t{i}", "transfer", 10.0, 0.36, epochs=2, limit=10, n_train=30)
+    at = page("pages/results.py")
+    assert not at.exception
+    head = texts(at.caption)
+    assert "scratch**: 2 runs, 2 epochs · 10 images per class · target 0.99" in head
+    warning = texts(at.warning)
+    assert "Not a result" in warning and "shortened" in warning and "near chance" in warning
+    assert "the preset asks for 30" in warning and "the preset asks for 20" in warning and "limited to 10" in warning
+    summary = next(d.value for d in at.dataframe if "caveat" in d.value.columns)
+    assert list(summary["epochs"]) == ["2", "2"] and list(summary["images per class"]) == ["10", "10"]
+    assert summary["time to target (s)"].str.endswith("(target 0.99: reached by 0 of 2)").all()
+    assert summary["caveat"].str.startswith("⚠").all()
+
+
+def test_results_full_runs_carry_no_warning(cpu_and_gpu_runs):
+    at = page("pages/results.py")
+    assert not at.exception and not at.warning
+    summary = next(d.value for d in at.dataframe if "caveat" in d.value.columns)
+    assert list(summary["epochs"]) == ["30", "20"] and (summary["caveat"] == "").all()
+    assert list(summary["images per class"]) == ["2,632", "2,632"]
