@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from core import runs
-from core.config import data_root
+from core.config import data_root, results_root
 
 STALE_AFTER_S = 6 * 3600
 _PID_IN_NAME = (re.compile(r"^\.model\.(\d+)\.tmp\.keras$"), re.compile(r"^tmp-(\d+)-.*\.zip$"))
@@ -38,7 +38,7 @@ def _old(path: Path, now: float) -> bool:
 def stale_temp_files() -> list[Path]:
     """Every leftover under the data and results roots that no live process is writing."""
     now, found = time.time(), []
-    model_folders = [runs.default_model_dir(), *(runs.runs_dir().iterdir() if runs.runs_dir().is_dir() else [])]
+    model_folders = [results_root() / runs.DEFAULT_MODEL_DIR, *(runs.runs_dir().iterdir() if runs.runs_dir().is_dir() else [])]
     for folder in model_folders:
         found += [p for p in folder.glob(".model.*.tmp.keras") if _owner_gone(p.name)] if folder.is_dir() else []
     downloads = data_root() / ".downloads"

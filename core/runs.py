@@ -26,6 +26,7 @@ from core.config import (
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 HEARTBEAT_STALE_S = 120
 DEFAULT_MODEL_DIR = "default"
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parents[1] / "results" / DEFAULT_MODEL_DIR
 EVAL_SPLITS = ("test", "val", "train", "all")
 
 
@@ -261,7 +262,10 @@ def delete_run(run_id: str) -> None:
 
 
 def default_model_dir() -> Path:
-    return results_root() / DEFAULT_MODEL_DIR
+    """The shipped model: `<results root>/default`, else the repository's `results/default` (another root)."""
+    own = results_root() / DEFAULT_MODEL_DIR
+    return SHIPPED_MODEL_DIR if not (own / "model.keras").is_file() and (
+        SHIPPED_MODEL_DIR / "model.keras").is_file() else own
 
 
 def ship_default(run_id: str) -> Path:
@@ -269,7 +273,7 @@ def ship_default(run_id: str) -> Path:
     run = get_run(run_id)
     if run["status"] != "done" or not run["has_model"]:
         raise TransferLabError(f"Run {run_id} is {run['status']} and has no model to ship.")
-    target = default_model_dir()
+    target = results_root() / DEFAULT_MODEL_DIR
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -48,17 +48,26 @@ def _export(root: str, run_id: str, mtime: float, fmt: str) -> tuple[bytes, str]
 def model_options() -> list[str]:
     """Finished runs with a model (newest first), then the shipped default model when there is one."""
     options = [r["run_id"] for r in common.run_rows() if r["status"] == "done" and r["has_model"]]
-    if (runs.default_model_dir() / "model.keras").is_file():
+    if common.has_default_model():
         options.append(runs.DEFAULT_MODEL_DIR)
     return options
 
 
+def accuracy_text(acc: Any) -> str:
+    return "test acc —" if acc is None else f"test acc {acc:.3f}"
+
+
 def describe_model(run_id: str) -> str:
     if run_id == runs.DEFAULT_MODEL_DIR:
-        return "shipped default model (results/default)"
+        try:
+            shipped = common.get_run(runs.DEFAULT_MODEL_DIR)
+        except TransferLabError:
+            return "shipped default model"
+        stage = shipped["config"].get("stage", {})
+        return (f"shipped default model — {stage.get('dataset')}, {stage.get('arch')}, "
+                f"{accuracy_text(shipped['metrics'].get('test_accuracy'))}")
     row = next((r for r in common.run_rows() if r["run_id"] == run_id), {})
-    acc = row.get("test_accuracy")
-    return f"{run_id} — {row.get('dataset')}, {row.get('arch')}" + (f", test acc {acc:.3f}" if acc else "")
+    return f"{run_id} — {row.get('dataset')}, {row.get('arch')}, {accuracy_text(row.get('test_accuracy'))}"
 
 
 def pick_model() -> str | None:

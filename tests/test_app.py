@@ -151,7 +151,10 @@ def test_home_says_import_first_and_links_every_page(empty_roots):
     assert len(at.page_link) >= 4
 
 
-def test_classify_without_a_model_says_train_first(empty_roots):
+def test_classify_without_a_model_says_train_first(empty_roots, monkeypatch):
+    from core import runs
+
+    monkeypatch.setattr(runs, "SHIPPED_MODEL_DIR", empty_roots / "no-shipped-model")  # no model anywhere
     at = page("pages/classify.py")
     assert "No model yet" in texts(at.info) and not at.file_uploader
 
@@ -471,3 +474,14 @@ def test_results_full_runs_carry_no_warning(cpu_and_gpu_runs):
     summary = next(d.value for d in at.dataframe if "caveat" in d.value.columns)
     assert list(summary["epochs"]) == ["30", "20"] and (summary["caveat"] == "").all()
     assert list(summary["images per class"]) == ["2,632", "2,632"]
+
+
+def test_classify_offers_the_shipped_model_from_another_root_with_each_models_accuracy(empty_roots):
+    from faultkit import model_run
+
+    run_id = model_run()  # test accuracy 0.5, in a results root with no default/ of its own
+    at = page("pages/classify.py")
+    assert not at.exception and not at.error, texts(at.error)
+    picker = at.selectbox[0]
+    assert picker.options[-1].startswith("shipped default model — ") and "test acc 0." in picker.options[-1]
+    assert f"{run_id} — toy, alexnet4, test acc 0.500" in picker.options

@@ -115,7 +115,7 @@ def test_sigkill_of_a_job_mid_epoch_keeps_the_store_and_the_queue(store):
     assert predict.resolve_model("latest") == done["runs"][0]
 
 
-def test_sigterm_of_a_job_is_a_clean_cancel(store):
+def test_sigterm_of_a_job_is_a_clean_cancel(store, monkeypatch):
     job_id = jobs.submit(experiment(LONG, "terminated"))
     prog = wait_for("the job to train", lambda: training_progress(job_id))
     pid = jobs.get_job(job_id)["pid"]
@@ -125,6 +125,7 @@ def test_sigterm_of_a_job_is_a_clean_cancel(store):
     assert job["status"] == "cancelled", job
     assert run["status"] == "cancelled" and run["status_info"]["error"] == "cancelled by the user"
     assert not run["has_model"]
+    monkeypatch.setattr(runs, "SHIPPED_MODEL_DIR", store / "no-shipped-model")  # nor the repository's model
     with pytest.raises(TransferLabError, match="No model yet"):
         predict.resolve_model("latest")  # nothing finished: no half-trained model is offered
     assert_store_readable(prog["run_id"])
