@@ -123,6 +123,18 @@ def model_layers(run_id: str) -> list[dict[str, Any]]:
     return _layers(results_key(), run_id, model_mtime(run_id))
 
 
+@st.cache_data(show_spinner="Rebuilding the architecture from the record…", max_entries=16)
+def _record_layers(root: str, run_id: str) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    from core import record_layers
+
+    return record_layers.layers_from_record(runs.get_run(run_id))
+
+
+def layers_from_record(run_id: str) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """A run without a model file: its layers rebuilt (no weights) from its record, with the freeze applied."""
+    return _record_layers(results_key(), run_id)
+
+
 # ---- datasets ----------------------------------------------------------------------------------------------
 
 

@@ -274,16 +274,20 @@ def confusion(run: dict[str, Any]) -> None:
 
 def layers(run: dict[str, Any]) -> None:
     frozen = set(run["metrics"].get("frozen_layers") or [])
-    if not run["has_model"]:
-        st.caption("No saved model for this run.")
-        return
     try:
-        rows = common.model_layers(run["run_id"])
+        if run["has_model"]:
+            rows, source = common.model_layers(run["run_id"]), "frozen layers kept their parent's weights."
+        else:
+            rows, rebuilt, built = common.layers_from_record(run["run_id"])
+            frozen = frozen or set(rebuilt)
+            source = (f"No saved model for this run: this table comes from its record — {built['arch']} for "
+                      f"{built['classes']} classes at {built['input_size']} px, freeze policy "
+                      f"`{built['freeze']}` — rebuilt without weights.")
     except TransferLabError as exc:
         st.error(str(exc))
         return
     table = pd.DataFrame([{"frozen": "frozen" if r["name"] in frozen else "", **r} for r in rows])
-    st.caption(f"{len(frozen)} frozen layer(s) of {len(rows)}; frozen layers kept their parent's weights.")
+    st.caption(f"{len(frozen)} frozen layer(s) of {len(rows)}; {source}")
     st.dataframe(table, hide_index=True, width="stretch")
 
 

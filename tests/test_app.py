@@ -485,3 +485,18 @@ def test_classify_offers_the_shipped_model_from_another_root_with_each_models_ac
     picker = at.selectbox[0]
     assert picker.options[-1].startswith("shipped default model — ") and "test acc 0." in picker.options[-1]
     assert f"{run_id} — toy, alexnet4, test acc 0.500" in picker.options
+
+
+def test_results_layers_of_a_run_without_a_model_come_from_its_record(empty_roots):
+    from faultkit import recorded_run
+
+    recorded_run("s0", "scratch", 300.0, 0.90)
+    run_id = recorded_run("t0", "transfer", 30.0, 0.95)  # freeze first:4, no model.keras (as committed runs)
+    at = page("pages/results.py")
+    at.selectbox(key="detail_run").set_value(run_id).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "No saved model for this run: this table comes from its record" in texts(at.caption)
+    layer_table = next(d.value for d in at.dataframe if "frozen" in d.value.columns)
+    assert list(layer_table.loc[layer_table["frozen"] == "frozen", "name"]) == [
+        "conv2d_1", "batch_normalization_1", "conv2d_2", "batch_normalization_2", "conv2d_3", "conv2d_4"]
+    assert layer_table["params"].sum() > 0
