@@ -18,13 +18,23 @@ PAGES = (
 )
 
 
+def compute_line() -> None:
+    from pages import common
+
+    st.markdown(f"**Compute:** {common.device_label() or 'checking…'}")
+
+
 def sidebar() -> None:
-    """The compute device and where data and results live, on every page."""
+    """The compute device and where data and results live, on every page; the device line polls until the
+    background probe answers."""
     from core import config
     from pages import common
 
     with st.sidebar:
-        st.markdown(f"**Compute:** {common.device_label()}")
+        if common.device_label() is None:
+            st.fragment(run_every=1.0)(compute_line)()
+        else:
+            compute_line()
         st.caption(f"Data root: `{config.data_root()}`")
         st.caption(f"Results root: `{config.results_root()}`")
 

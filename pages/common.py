@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import config, runs
+from core import config, device_probe, runs
 from core.config import TransferLabError
 
 MAX_UPLOAD_MB = 200  # keep in step with .streamlit/config.toml server.maxUploadSize
@@ -33,16 +33,13 @@ def results_key() -> str:
 # ---- environment -------------------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Looking for a GPU…")
-def device_label() -> str:
-    """The compute device the jobs will use: GPU names, or a plain note that there is none."""
-    try:
-        from core import training
+device_probe.start()  # at import: the first page renders while the probe looks for a GPU
 
-        gpus = training.gpu_names()
-    except Exception as exc:  # noqa: BLE001 - the sidebar must never take the page down
-        return f"unknown ({type(exc).__name__})"
-    return ", ".join(gpus) if gpus else "CPU — no GPU found"
+
+def device_label() -> str | None:
+    """The compute device the jobs will use: GPU names, a plain note that there is none, or None while the
+    background probe is still looking."""
+    return device_probe.answer()
 
 
 # ---- runs and jobs -----------------------------------------------------------------------------------------

@@ -138,10 +138,40 @@ def test_every_page_renders_with_no_data_and_no_runs(empty_roots, path):
 
 
 def test_sidebar_shows_device_and_roots(empty_roots):
+    from core import device_probe
+
+    assert device_probe.wait(120) is not None, "the background probe answers"
     at = page("pages/home.py")
     side = texts(at.sidebar.markdown) + texts(at.sidebar.caption)
     assert "Compute:" in side and ("CPU — no GPU found" in side or "GPU" in side)
     assert str(empty_roots / "data") in side and str(empty_roots / "results") in side
+
+
+def test_first_page_renders_while_the_gpu_probe_is_still_looking(empty_roots, monkeypatch):
+    import threading
+
+    from core import device_probe, training
+
+    answer = threading.Event()
+
+    def slow_gpu_names() -> list[str]:
+        answer.wait(60)
+        return ["Test GPU"]
+
+    monkeypatch.setattr(training, "gpu_names", slow_gpu_names)
+    device_probe.start(again=True)
+    try:
+        at = page("pages/home.py")
+        assert "**Compute:** checking…" in texts(at.sidebar.markdown)
+        assert at.title[0].value == "TransferLab", "the page itself rendered"
+        answer.set()
+        assert device_probe.wait(30) == "Test GPU"
+        at = page("pages/home.py")  # a fresh session (AppTest drops the sidebar on a rerun of the same one)
+        assert "**Compute:** Test GPU" in texts(at.sidebar.markdown)
+    finally:
+        answer.set()
+        monkeypatch.undo()
+        device_probe.start(again=True)
 
 
 def test_home_says_import_first_and_links_every_page(empty_roots):
