@@ -11,7 +11,10 @@ def backend() -> str:
     import sys
 
     keras = sys.modules.get("keras")
-    return keras.backend.backend() if keras else os.environ["KERAS_BACKEND"]
+    try:
+        return keras.backend.backend() if keras else os.environ["KERAS_BACKEND"]
+    except AttributeError:  # keras is still being imported by another thread (the dashboard's GPU probe)
+        return os.environ["KERAS_BACKEND"]
 
 
 def import_tensorflow_quietly() -> None:
