@@ -101,3 +101,20 @@ def test_leftovers_of_killed_processes_are_cleaned_at_start_up(data_dir, tmp_pat
     assert cleanup.stale_temp_files() == sorted([killed, legacy, half])
     page("pages/home.py")  # the app's start-up
     assert not killed.exists() and not legacy.exists() and not half.exists() and live.exists()
+
+
+def test_cancel_on_the_page_stops_the_import_and_keeps_nothing(data_dir, trickle_url):
+    """The Datasets page's Cancel: a click makes Streamlit raise RerunException inside the running script, here
+    at the import's next progress report. The download stops, and neither the temp file nor a dataset is left."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+
+    from core import datasets
+
+    def clicked(message, fraction):
+        if "MB" in message:
+            raise RerunException(None)
+
+    with pytest.raises(RerunException):
+        datasets.import_dataset(trickle_url, name="slow", progress=clicked)
+    assert leftovers(data_dir) == []
+    assert "slow" not in [d["name"] for d in datasets.list_datasets()]
