@@ -229,11 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_datasets_export)
     lst = ds.add_parser("list", help="every known dataset and whether it is available")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_datasets_list)
+    lst.set_defaults(func=cmd_datasets_list, light=True)
     show = ds.add_parser("show", help="classes and counts per split")
     show.add_argument("name")
     show.add_argument("--json", action="store_true")
-    show.set_defaults(func=cmd_datasets_show)
+    show.set_defaults(func=cmd_datasets_show, light=True)
 
     mo = sub.add_parser("models", help="inspect architectures").add_subparsers(dest="mo", required=True)
     ms = mo.add_parser("show", help="layers and parameter counts of an architecture")
@@ -256,18 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     ru = sub.add_parser("runs", help="list, show and cancel runs").add_subparsers(dest="ru", required=True)
     rl = ru.add_parser("list", help="one row per run")
     rl.add_argument("--json", action="store_true")
-    rl.set_defaults(func=cmd_runs_list)
+    rl.set_defaults(func=cmd_runs_list, light=True)
     rs = ru.add_parser("show", help="everything about one run")
     rs.add_argument("run_id")
-    rs.set_defaults(func=cmd_runs_show)
+    rs.set_defaults(func=cmd_runs_show, light=True)
     rc = ru.add_parser("cancel", help="ask a queued or running run to stop")
     rc.add_argument("run_id")
-    rc.set_defaults(func=cmd_runs_cancel)
+    rc.set_defaults(func=cmd_runs_cancel, light=True)
 
     rp = ru.add_parser("report", help="scratch vs transfer findings from the stored runs (markdown)")
     rp.add_argument("--dataset", default="fruits360-3")
     rp.add_argument("--write", action="store_true", help="update the findings block of results/README.md")
-    rp.set_defaults(func=cmd_runs_report)
+    rp.set_defaults(func=cmd_runs_report, light=True)
     sd = ru.add_parser("ship-default", help="copy a finished run's model to results/default/ (the shipped model)")
     sd.add_argument("run_id")
     sd.set_defaults(func=cmd_runs_ship_default)
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import core
 
-    if core.backend() == "tensorflow":
+    if core.backend() == "tensorflow" and not getattr(args, "light", False):  # listing needs no TensorFlow
         core.import_tensorflow_quietly()
     shown = warnings.showwarning
     warnings.showwarning = lambda message, category, *rest, **kw: (  # our notes as one plain line

@@ -108,3 +108,20 @@ def test_latest_model_run_ignores_unfinished_and_unloadable():
     assert runs.latest_model_run() == done
     assert runs.get_run(diverged)["status"] == "failed" and "diverged" in runs.get_run(diverged)["status_info"]["error"]
     assert running
+
+
+def test_listing_commands_import_no_tensorflow_or_keras(tmp_path):
+    """`runs list/show`, `datasets list/show`: plain file reads, no multi-second TensorFlow start-up."""
+    import subprocess
+    import sys
+
+    from core.config import REPO_ROOT
+
+    code = ("import contextlib, io, sys\nfrom core import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    codes = [cli.main(a) for a in (['runs', 'list'], ['runs', 'show', 'default'], ['datasets', 'list'])]\n"
+            "print(codes, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    env = {**__import__("os").environ, "TRANSFERLAB_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "[0, 0, 0] False False", out.stderr
