@@ -283,8 +283,8 @@ def layers(run: dict[str, Any]) -> None:
             source = (f"No saved model for this run: this table comes from its record — {built['arch']} for "
                       f"{built['classes']} classes at {built['input_size']} px, freeze policy "
                       f"`{built['freeze']}` — rebuilt without weights.")
-    except TransferLabError as exc:
-        st.error(str(exc))
+    except TransferLabError as exc:  # a broken model file is an error; a record too old to rebuild from is not
+        (st.error if run["has_model"] else st.info)(str(exc))
         return
     table = pd.DataFrame([{"frozen": "frozen" if r["name"] in frozen else "", **r} for r in rows])
     st.caption(f"{len(frozen)} frozen layer(s) of {len(rows)}; {source}")
