@@ -128,8 +128,24 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from core import runs
 
+    from core import run_admin
+
     run = runs.get_run(args.run_id)
-    _print_json({k: v for k, v in run.items() if k != "progress"})
+    _print_json({**{k: v for k, v in run.items() if k != "progress"}, **run_admin.read_notes(args.run_id)})
+    return 0
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    from core import run_admin
+
+    print(f"Deleted {', '.join(run_admin.delete_runs(args.run_ids, confirm=args.yes))}.")
+    return 0
+
+
+def cmd_runs_tag(args: argparse.Namespace) -> int:
+    from core import run_admin
+
+    _print_json(run_admin.update_notes(args.run_id, args.add or (), args.remove or (), args.note))
     return 0
 
 
@@ -263,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     rc = ru.add_parser("cancel", help="ask a queued or running run to stop")
     rc.add_argument("run_id")
     rc.set_defaults(func=cmd_runs_cancel, light=True)
+    rd = ru.add_parser("delete", help="delete finished runs (asks first for a run that others continue from)")
+    rd.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    rd.add_argument("--yes", action="store_true", help="delete even when other runs continue from it")
+    rd.set_defaults(func=cmd_runs_delete, light=True)
+    rt = ru.add_parser("tag", help="add or remove tags and set the note of a run (in its notes.json)")
+    rt.add_argument("run_id")
+    rt.add_argument("--add", action="append", metavar="TAG")
+    rt.add_argument("--remove", action="append", metavar="TAG")
+    rt.add_argument("--note", help="replace the run's note text")
+    rt.set_defaults(func=cmd_runs_tag, light=True)
 
     rp = ru.add_parser("report", help="scratch vs transfer findings from the stored runs (markdown)")
     rp.add_argument("--dataset", default="fruits360-3")
