@@ -126,9 +126,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
-    from core import runs
-
-    from core import run_admin
+    from core import run_admin, runs
 
     run = runs.get_run(args.run_id)
     _print_json({**{k: v for k, v in run.items() if k != "progress"}, **run_admin.read_notes(args.run_id)})
