@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import caveats, compare, records, report, runs
+from core import caveats, compare, records, report, run_admin, runs
 from core.config import TransferLabError
 from pages import common, evaluations
 
@@ -80,7 +80,7 @@ def filters(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 def all_runs(rows: list[dict[str, Any]]) -> None:
     st.subheader("All runs")
     chosen = filters(rows)
-    shown = compare.filter_runs(rows, **chosen)
+    shown = tag_filter(compare.filter_runs(rows, **chosen))
     table = compare.runs_table(shown)
     st.caption(f"{len(shown)} of {len(rows)} runs · click a column header to sort")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -92,6 +92,54 @@ def all_runs(rows: list[dict[str, Any]]) -> None:
     })
     st.download_button("Download these runs (CSV)", table.to_csv(index=False).encode(), file_name="runs.csv",
                        mime="text/csv", on_click="ignore")
+
+
+def tag_filter(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds each run's tags to its row and keeps the rows holding any chosen tag."""
+    rows = run_admin.with_tags(rows)
+    chosen = st.multiselect("tags", run_admin.tag_options(rows), key="filter_tags",
+                            placeholder="Any tag (runs are tagged in the one-run view)")
+    return run_admin.filter_by_tags(rows, chosen)
+
+
+def manage(run: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Notes and tags, download as a zip, delete."""
+    run_id = run["run_id"]
+    shipped = run_id == runs.DEFAULT_MODEL_DIR
+    with st.expander("Notes, tags, download, delete"):
+        if not shipped:
+            stored = run_admin.read_notes(run_id)
+            with st.form(f"notes_{run_id}"):
+                notes = st.text_area("Notes", stored["notes"], key=f"notes_text_{run_id}")
+                tags = st.text_input("Tags (short words, separated by commas or spaces)", ", ".join(stored["tags"]),
+                                     key=f"tags_text_{run_id}")
+                if st.form_submit_button("Save notes and tags"):
+                    try:
+                        run_admin.write_notes(run_id, notes, run_admin.parse_tags(tags))
+                        common.clear_run_caches()
+                        st.success("Saved.")
+                    except TransferLabError as exc:
+                        st.error(str(exc))
+        st.download_button("Download this run (zip)", run_admin.run_zip(run_id), file_name=f"{run_id}.zip",
+                           mime="application/zip", on_click="ignore", key=f"zip_{run_id}")
+        if shipped:
+            st.caption("The shipped model `default` cannot be deleted.")
+            return
+        if run["status"] in ("running", "queued"):
+            st.caption(f"This run is {run['status']}: cancel it before deleting it.")
+            return
+        kids = sorted(r["run_id"] for r in rows if r.get("parent_run") == run_id)
+        confirmed = not kids or st.checkbox(f"Delete although {len(kids)} run(s) continue from this one: "
+                                            f"{', '.join(kids)}", key=f"confirm_delete_{run_id}")
+        if st.button("Delete this run", type="secondary", disabled=not confirmed, key=f"delete_{run_id}"):
+            try:
+                run_admin.delete_runs([run_id], confirm=bool(kids))
+            except TransferLabError as exc:
+                st.error(str(exc))
+                return
+            common.clear_run_caches()
+            st.toast(f"Deleted run {run_id}.")
+            st.rerun()
 
 
 def contexts(rows: list[dict[str, Any]], run_ids: list[str]) -> dict[str, Any]:
@@ -313,6 +361,7 @@ def run_detail(rows: list[dict[str, Any]]) -> None:
     c4.metric("Wall time", compare.format_seconds(m.get("wall_time_s")))
     if run["status_info"].get("error"):
         st.error(run["status_info"]["error"])
+    manage(run, rows)
     tabs = st.tabs(["Curves", "Confusion matrix", "Per class", "Evaluations", "Layers", "Lineage", "Config",
                     "Command & hardware"])
     with tabs[0]:

@@ -1,0 +1,76 @@
+"""The Results page's run management (notes, tags, tag filter, zip download, delete) and the Train page's
+"set for every stage" and run-time estimate, with Streamlit's AppTest on records written without training."""
+
+from __future__ import annotations
+
+import pytest
+from faultkit import page, recorded_run
+
+from core import run_admin, runs
+
+
+@pytest.fixture
+def empty_roots(tmp_path, monkeypatch):
+    for var, sub in (("TRANSFERLAB_DATA_DIR", "data"), ("TRANSFERLAB_RESULTS_DIR", "results")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    return tmp_path
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_results_notes_and_tags_are_saved_and_filter_the_table(empty_roots):
+    recorded_run("s0", "scratch", 300.0, 0.90)
+    run_id = recorded_run("t0", "transfer", 30.0, 0.95)
+    at = page("pages/results.py")
+    at.selectbox(key="detail_run").set_value(run_id).run()
+    at.text_area(key=f"notes_text_{run_id}").set_value("the good one")
+    at.text_input(key=f"tags_text_{run_id}").set_value("keep, GPU")
+    next(b for b in at.button if b.label == "Save notes and tags").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert run_admin.read_notes(run_id) == {"notes": "the good one", "tags": ["keep", "gpu"]}
+    at.multiselect(key="filter_tags").set_value(["keep"]).run()
+    table = next(d.value for d in at.dataframe if "tags" in d.value.columns)
+    assert list(table["run_id"]) == [run_id] and list(table["tags"]) == ["keep, gpu"]
+    assert any(d.label == "Download this run (zip)" for d in at.download_button)
+
+
+def test_results_bad_tag_is_one_clear_error(empty_roots):
+    run_id = recorded_run("s0", "scratch", 300.0, 0.90)
+    at = page("pages/results.py")
+    at.selectbox(key="detail_run").set_value(run_id).run()
+    at.text_input(key=f"tags_text_{run_id}").set_value("no/slashes")
+    next(b for b in at.button if b.label == "Save notes and tags").click().run()
+    assert not at.exception and "Invalid tag" in texts(at.error)
+    assert run_admin.read_notes(run_id)["tags"] == []
+
+
+def test_results_delete_asks_first_for_a_run_others_continue_from(empty_roots):
+    parent = recorded_run("s0", "scratch", 300.0, 0.90)
+    child = recorded_run("t0", "transfer", 30.0, 0.95, parent=parent)
+    at = page("pages/results.py")
+    at.selectbox(key="detail_run").set_value(parent).run()
+    delete = at.button(key=f"delete_{parent}")
+    assert delete.disabled
+    confirm = at.checkbox(key=f"confirm_delete_{parent}")
+    assert child in confirm.label
+    confirm.check().run()
+    at.button(key=f"delete_{parent}").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert not runs.run_dir(parent).exists() and runs.run_dir(child).is_dir()
+    assert parent not in at.selectbox(key="detail_run").options
+
+
+def test_results_a_run_without_children_deletes_at_once_and_a_running_one_cannot(empty_roots):
+    done = recorded_run("s0", "scratch", 300.0, 0.90)
+    running = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})
+    runs.set_status(running, "running")
+    at = page("pages/results.py")
+    at.selectbox(key="detail_run").set_value(running).run()
+    assert not at.get("button") or all(b.key != f"delete_{running}" for b in at.button)
+    assert "cancel it before deleting it" in texts(at.caption)
+    at.selectbox(key="detail_run").set_value(done).run()
+    at.button(key=f"delete_{done}").click().run()
+    assert not at.exception and not runs.run_dir(done).exists() and runs.run_dir(running).is_dir()
