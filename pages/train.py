@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import compare, jobs, pipeline, runs
+from core import compare, estimate, jobs, pipeline, runs
 from core.config import TransferLabError
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 from pages import common
@@ -212,8 +212,74 @@ def stage_table(choice: str, exp: Experiment) -> pd.DataFrame:
         "repeats": st.column_config.NumberColumn(help="on a pipeline's last stage: how many times it runs "
                                                       "(seed + repeat)"),
     }
-    return st.data_editor(stages_frame(exp), key=f"stages_{'custom' if choice == CUSTOM else choice}", num_rows="dynamic", hide_index=True,
-                          width="stretch", column_config=config)
+    name = "custom" if choice == CUSTOM else choice
+    frame = st.session_state.get(f"stage_frame_{name}")
+    version = st.session_state.get(f"stage_version_{name}", 0)
+    return st.data_editor(stages_frame(exp) if frame is None else frame,
+                          key=f"stages_{name}" + (f"_{version}" if version else ""), num_rows="dynamic",
+                          hide_index=True, width="stretch", column_config=config)
+
+
+SET_ALL = {"epochs": "epochs", "limit_per_class": "images per class", "batch_size": "batch size",
+           "input_size": "input size", "repeats": "repeats"}
+
+
+def set_all_inputs() -> tuple[dict[str, int], bool]:
+    """A row of inputs for the common fields (blank: leave as is) and its Apply button."""
+    st.caption("Set for every stage (as the CLI's `--set`); blank fields are left as they are.")
+    cols = st.columns(len(SET_ALL) + 1, vertical_alignment="bottom")
+    values = {field: cols[i].number_input(label, min_value=1, value=None, step=1, key=f"set_all_{field}")
+              for i, (field, label) in enumerate(SET_ALL.items())}
+    applied = cols[-1].button("Apply to every stage", key="set_all_apply")
+    return {f: int(v) for f, v in values.items() if v is not None}, applied
+
+
+def set_every_stage(table: pd.DataFrame, values: dict[str, int]) -> pd.DataFrame:
+    """The table with the fields set on every row; repeats on each pipeline's last row (the one that repeats)."""
+    out = table.copy()
+    for field, value in values.items():
+        if field == "repeats":
+            last = ~out["pipeline"].duplicated(keep="last")
+            out.loc[last, "repeats"] = value
+        else:
+            out[field] = value
+    for col in (*INT_FIELDS, *OPTIONAL_INT_FIELDS, "repeats"):
+        out[col] = out[col].astype("Int64")
+    return out.reset_index(drop=True)
+
+
+def apply_set_all(choice: str, table: pd.DataFrame, values: dict[str, int]) -> None:
+    """Stores the changed table as the editor's data under a fresh key (the old key's edits are in it)."""
+    name = "custom" if choice == CUSTOM else choice
+    st.session_state[f"stage_frame_{name}"] = set_every_stage(table, values)
+    st.session_state[f"stage_version_{name}"] = st.session_state.get(f"stage_version_{name}", 0) + 1
+    st.rerun()
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _throughputs(root: str, finished: tuple[str, ...]) -> dict[tuple[str, int], float]:
+    return estimate.measured_throughputs()
+
+
+def run_time_estimate(exp: Experiment) -> None:
+    """Per stage and in total, from this machine's measured throughput."""
+    rows = estimate.estimate(exp, lambda name: common.describe(name)["counts"]["train"],
+                             _throughputs(common.results_key(), tuple(
+                                 r["run_id"] for r in common.run_rows() if r["status"] == "done")))
+    known = [r["seconds"] for r in rows if r["seconds"] is not None]
+    missing = sorted({r["note"] for r in rows if r["seconds"] is None})
+    total = compare.format_seconds(sum(known)) if known else "—"
+    st.markdown(f"**Estimated run time: {total}**" + (" for the stages with an estimate" if missing and known
+                                                        else ""))
+    st.caption("An estimate from the median training throughput (images/s) of this machine's finished runs of "
+               "the same architecture and input size; early stopping can end runs sooner. "
+               + (" · ".join(missing) if missing else ""))
+    st.dataframe(pd.DataFrame([{
+        "pipeline": r["pipeline"], "stage": r["stage"], "arch": r["arch"], "input size": r["input_size"],
+        "runs": r["runs"], "images/epoch": r["images_per_epoch"],
+        "images/s (measured)": None if r["images_per_s"] is None else round(r["images_per_s"], 1),
+        "estimated time": compare.format_seconds(r["seconds"]) if r["seconds"] is not None else r["note"]}
+        for r in rows]), hide_index=True, width="stretch")
 
 
 def param_counts(stage: StageConfig) -> dict[str, int] | str:
@@ -297,7 +363,10 @@ def builder() -> None:
     if base.description:
         st.caption(base.description)
     st.caption("Edit any cell; add or delete rows at the table's edge. Stages of a pipeline run top to bottom.")
+    set_values, set_clicked = set_all_inputs()
     table = stage_table(choice, base)
+    if set_clicked and set_values:
+        apply_set_all(choice, table, set_values)
     exp, row_stages, row_errors, problems = table_to_experiment(table, base, name.strip() or "custom")
     if exp is not None:
         problems += pipeline.validate_experiment(exp)
@@ -310,6 +379,7 @@ def builder() -> None:
         n_runs = sum(len(p.stages) - 1 + p.repeats for p in exp.pipelines)
         st.caption(f"{len(exp.pipelines)} pipeline(s), {n_runs} run(s). Jobs run one at a time, in a separate "
                    "process: closing this tab does not stop them.")
+        run_time_estimate(exp)
     launch = st.button("Launch", type="primary", disabled=exp is None or bool(problems), key="launch")
     if launch and exp is not None:
         job_id = None

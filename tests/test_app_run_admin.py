@@ -74,3 +74,55 @@ def test_results_a_run_without_children_deletes_at_once_and_a_running_one_cannot
     at.selectbox(key="detail_run").set_value(done).run()
     at.button(key=f"delete_{done}").click().run()
     assert not at.exception and not runs.run_dir(done).exists() and runs.run_dir(running).is_dir()
+
+
+# ---- Train: set for every stage, run-time estimate ------------------------------------------------------------
+
+
+def _set_all(at, **values):
+    for field, value in values.items():
+        at.number_input(key=f"set_all_{field}").set_value(value)
+    return at.button(key="set_all_apply").click().run()
+
+
+def test_train_set_for_every_stage_sets_each_row_and_repeats_on_each_pipelines_last_stage(empty_roots):
+    at = page("pages/train.py")
+    at.selectbox(key="train_start").set_value("paper-b-scratch-vs-transfer").run()
+    _set_all(at, epochs=3, limit_per_class=7, batch_size=8, input_size=48, repeats=2)
+    assert not at.exception
+    frame = at.session_state["stage_frame_paper-b-scratch-vs-transfer"]
+    assert len(frame) > 2
+    for field, value in (("epochs", 3), ("limit_per_class", 7), ("batch_size", 8), ("input_size", 48)):
+        assert (frame[field] == value).all(), field
+    last = ~frame["pipeline"].duplicated(keep="last")
+    assert (frame.loc[last, "repeats"] == 2).all() and frame.loc[~last, "repeats"].isna().all()
+
+
+def test_train_estimates_the_run_time_from_measured_throughput(empty_roots):
+    import json
+
+    from faultkit import toy_folder
+
+    from core import datasets
+
+    datasets.import_dataset(toy_folder(empty_roots / "src"), name="toy")
+    at = page("pages/train.py")
+    _set_all(at, epochs=4, input_size=48, repeats=3)
+    assert not at.exception and not at.error, texts(at.error)
+    assert "no estimate yet for alexnet4 at 48 px" in texts(at.caption)
+
+    for i, speed in enumerate((100.0, 50.0, 400.0)):  # median 100 images/s
+        run_id = recorded_run(f"measured-{i}", "scratch", 10.0, 0.9)
+        path = runs.run_dir(run_id) / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "images_per_s": speed, "input_size": 48}))
+    at = page("pages/train.py")
+    _set_all(at, epochs=4, input_size=48, repeats=3)
+    assert not at.exception and not at.error, texts(at.error)
+    table = next(d.value for d in at.dataframe if "estimated time" in d.value.columns)
+    row = table.iloc[0]
+    assert row["input size"] == 48 and row["runs"] == 3 and row["images/s (measured)"] == 100.0
+    seconds = row["images/epoch"] * 4 * 3 / 100.0
+    from core.compare import format_seconds
+
+    assert row["estimated time"] == format_seconds(seconds)
+    assert f"Estimated run time: {format_seconds(seconds)}" in texts(at.markdown)
