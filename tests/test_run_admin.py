@@ -86,3 +86,34 @@ def test_malformed_notes_read_as_empty_and_tags_filter_rows():
     assert len(run_admin.filter_by_tags(rows, [])) == 2
     with pytest.raises(TransferLabError, match="default"):
         run_admin.write_notes("default", "x", [])
+
+
+def test_estimate_uses_the_limit_the_repeats_and_says_when_it_cannot():
+    from core import estimate
+    from core.pipeline import Experiment
+
+    exp = Experiment.from_dict({"name": "e", "pipelines": [{"name": "p", "repeats": 2, "stages": [
+        {"dataset": "big", "arch": "alexnet4", "input_size": 48, "epochs": 3, "limit_per_class": 10},
+        {"dataset": "gone", "arch": "alexnet4", "input_size": 48, "epochs": 5, "source": "previous"},
+        {"dataset": "big", "arch": "alexnet4", "input_size": 64, "epochs": 2, "source": "scratch"}]}]})
+
+    def counts(name):
+        if name == "gone":
+            raise TransferLabError("not imported")
+        return {"a": 50, "b": 4}
+
+    rows = estimate.estimate(exp, counts, {("alexnet4", 48): 7.0})
+    assert rows[0]["images_per_epoch"] == 14 and rows[0]["runs"] == 1 and rows[0]["seconds"] == 14 * 3 / 7.0
+    assert rows[1]["seconds"] is None and rows[1]["note"] == "dataset gone is not available"
+    assert rows[2]["runs"] == 2 and rows[2]["seconds"] is None
+    assert rows[2]["note"] == "no estimate yet for alexnet4 at 64 px"
+
+
+def test_measured_throughput_is_the_median_of_finished_runs_of_the_same_arch_and_size():
+    from core import estimate
+
+    for i, (speed, size) in enumerate(((10.0, 48), (30.0, 48), (20.0, 48), (99.0, 96))):
+        run_id = recorded_run(f"m{i}", "scratch", 10.0, 0.9)
+        path = runs.run_dir(run_id) / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "images_per_s": speed, "input_size": size}))
+    assert estimate.measured_throughputs() == {("alexnet4", 48): 20.0, ("alexnet4", 96): 99.0}
