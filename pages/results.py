@@ -120,7 +120,7 @@ def manage(run: dict[str, Any], rows: list[dict[str, Any]]) -> None:
                         st.success("Saved.")
                     except TransferLabError as exc:
                         st.error(str(exc))
-        st.download_button("Download this run (zip)", run_admin.run_zip(run_id), file_name=f"{run_id}.zip",
+        st.download_button("Download this run (zip)", lambda: run_admin.run_zip(run_id), file_name=f"{run_id}.zip",
                            mime="application/zip", on_click="ignore", key=f"zip_{run_id}")
         if shipped:
             st.caption("The shipped model `default` cannot be deleted.")
