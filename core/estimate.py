@@ -1,5 +1,5 @@
 """A run-time estimate before launch, from this machine's measured training throughput: the median
-`images_per_s` of the stored finished runs of the same architecture and input size."""
+`images_per_s` of the stored finished runs on the same device, architecture and input size."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from core.config import TransferLabError
 from core.pipeline import Experiment
 
 
-def measured_throughputs() -> dict[tuple[str, int], float]:
-    """(arch, input size) -> median training images per second over the finished runs that recorded it."""
+def measured_throughputs(device: str) -> dict[tuple[str, int], float]:
+    """(arch, input size) -> median training images per second over the finished runs on `device` (metrics'
+    `device`: "CPU" or the GPU names) that recorded it."""
     seen: dict[tuple[str, int], list[float]] = {}
     for row in runs.list_runs():
         if row["status"] != "done":
@@ -23,7 +24,7 @@ def measured_throughputs() -> dict[tuple[str, int], float]:
         except TransferLabError:
             continue
         speed, size = m.get("images_per_s"), m.get("input_size")
-        if isinstance(speed, int | float) and speed > 0 and isinstance(size, int) and row.get("arch"):
+        if m.get("device") == device and isinstance(speed, int | float) and speed > 0 and isinstance(size, int) and row.get("arch"):
             seen.setdefault((row["arch"], size), []).append(float(speed))
     return {key: statistics.median(values) for key, values in seen.items()}
 

@@ -257,22 +257,27 @@ def apply_set_all(choice: str, table: pd.DataFrame, values: dict[str, int]) -> N
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _throughputs(root: str, finished: tuple[str, ...]) -> dict[tuple[str, int], float]:
-    return estimate.measured_throughputs()
+def _throughputs(root: str, finished: tuple[str, ...], device: str) -> dict[tuple[str, int], float]:
+    return estimate.measured_throughputs(device)
 
 
 def run_time_estimate(exp: Experiment) -> None:
     """Per stage and in total, from this machine's measured throughput."""
+    probed = common.device_label()
+    if probed is None:
+        st.caption("Estimated run time: waiting for the device probe.")
+        return
+    device = "CPU" if probed.startswith("CPU") else probed  # as the runs' metrics name it
+    finished = tuple(r["run_id"] for r in common.run_rows() if r["status"] == "done")
     rows = estimate.estimate(exp, lambda name: common.describe(name)["counts"]["train"],
-                             _throughputs(common.results_key(), tuple(
-                                 r["run_id"] for r in common.run_rows() if r["status"] == "done")))
+                             _throughputs(common.results_key(), finished, device))
     known = [r["seconds"] for r in rows if r["seconds"] is not None]
     missing = sorted({r["note"] for r in rows if r["seconds"] is None})
     total = compare.format_seconds(sum(known)) if known else "—"
     st.markdown(f"**Estimated run time: {total}**" + (" for the stages with an estimate" if missing and known
                                                         else ""))
-    st.caption("An estimate from the median training throughput (images/s) of this machine's finished runs of "
-               "the same architecture and input size; early stopping can end runs sooner. "
+    st.caption(f"An estimate from the median training throughput (images/s) of the finished runs on {device} "
+               "with the same architecture and input size; early stopping can end runs sooner. "
                + (" · ".join(missing) if missing else ""))
     st.dataframe(pd.DataFrame([{
         "pipeline": r["pipeline"], "stage": r["stage"], "arch": r["arch"], "input size": r["input_size"],

@@ -103,16 +103,19 @@ def test_train_estimates_the_run_time_from_measured_throughput(empty_roots):
 
     from faultkit import toy_folder
 
-    from core import datasets
+    from core import datasets, device_probe
 
     datasets.import_dataset(toy_folder(empty_roots / "src"), name="toy")
+    probed = device_probe.wait(120)
+    device = "CPU" if probed.startswith("CPU") else probed
     at = page("pages/train.py")
     _set_all(at, epochs=4, input_size=48, repeats=3)
     assert not at.exception and not at.error, texts(at.error)
     assert "no estimate yet for alexnet4 at 48 px" in texts(at.caption)
 
-    for i, speed in enumerate((100.0, 50.0, 400.0)):  # median 100 images/s
-        run_id = recorded_run(f"measured-{i}", "scratch", 10.0, 0.9)
+    measured = ((100.0, device), (50.0, device), (400.0, device), (9999.0, "another device"))
+    for i, (speed, on) in enumerate(measured):  # median 100 images/s on this device; the other is left out
+        run_id = recorded_run(f"measured-{i}", "scratch", 10.0, 0.9, device=on)
         path = runs.run_dir(run_id) / "metrics.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), "images_per_s": speed, "input_size": 48}))
     at = page("pages/train.py")

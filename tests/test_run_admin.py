@@ -109,11 +109,13 @@ def test_estimate_uses_the_limit_the_repeats_and_says_when_it_cannot():
     assert rows[2]["note"] == "no estimate yet for alexnet4 at 64 px"
 
 
-def test_measured_throughput_is_the_median_of_finished_runs_of_the_same_arch_and_size():
+def test_measured_throughput_is_the_median_of_finished_runs_on_the_same_device_arch_and_size():
     from core import estimate
 
-    for i, (speed, size) in enumerate(((10.0, 48), (30.0, 48), (20.0, 48), (99.0, 96))):
-        run_id = recorded_run(f"m{i}", "scratch", 10.0, 0.9)
+    for i, (speed, size, device) in enumerate(((10.0, 48, "CPU"), (30.0, 48, "CPU"), (20.0, 48, "CPU"),
+                                               (99.0, 96, "CPU"), (5000.0, 48, "NVIDIA H100"))):
+        run_id = recorded_run(f"m{i}", "scratch", 10.0, 0.9, device=device)
         path = runs.run_dir(run_id) / "metrics.json"
         path.write_text(json.dumps({**json.loads(path.read_text()), "images_per_s": speed, "input_size": size}))
-    assert estimate.measured_throughputs() == {("alexnet4", 48): 20.0, ("alexnet4", 96): 99.0}
+    assert estimate.measured_throughputs("CPU") == {("alexnet4", 48): 20.0, ("alexnet4", 96): 99.0}
+    assert estimate.measured_throughputs("NVIDIA H100") == {("alexnet4", 48): 5000.0}
