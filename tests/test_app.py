@@ -517,6 +517,18 @@ def test_classify_offers_the_shipped_model_from_another_root_with_each_models_ac
     assert f"{run_id} — toy, alexnet4, test acc 0.500" in picker.options
 
 
+def test_classify_defaults_to_the_most_accurate_model_not_the_newest(empty_roots):
+    from faultkit import model_run
+
+    from core import runs
+
+    run_id = model_run()  # the newest model, at test accuracy 0.5; the shipped one is far better
+    at = page("pages/classify.py")
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.selectbox[0].value == runs.DEFAULT_MODEL_DIR
+    assert any(o.startswith(run_id) for o in at.selectbox[0].options)
+
+
 def test_results_layers_of_a_run_without_a_model_come_from_its_record(empty_roots):
     from faultkit import recorded_run
 
