@@ -529,6 +529,23 @@ def test_classify_defaults_to_the_most_accurate_model_not_the_newest(empty_roots
     assert any(o.startswith(run_id) for o in at.selectbox[0].options)
 
 
+def test_results_one_run_view_follows_the_comparison_and_a_clicked_row(empty_roots):
+    from faultkit import recorded_run
+
+    recorded_run("s0", "scratch", 300.0, 0.90)
+    recorded_run("t0", "transfer", 30.0, 0.95)
+    recorded_run("x0", "scratch", 30.0, 0.50, dataset="cifar10")  # the newest run, not in the comparison
+    at = page("pages/results.py")
+    assert at.selectbox(key="target_dataset").value == "fruits360-3"
+    assert at.selectbox(key="detail_run").value == "t0"  # the newest of the runs compared on screen
+    table = at.dataframe[0].value
+    at.session_state["runs_table"] = {"selection": {"rows": [list(table["run_id"]).index("x0")], "columns": []}}
+    at.run()
+    assert not at.exception and at.selectbox(key="detail_run").value == "x0"
+    at.selectbox(key="detail_run").set_value("s0").run()  # the picker still works; the click is not replayed
+    assert at.selectbox(key="detail_run").value == "s0"
+
+
 def test_results_layers_of_a_run_without_a_model_come_from_its_record(empty_roots):
     from faultkit import recorded_run
 
