@@ -181,6 +181,18 @@ def test_home_says_import_first_and_links_every_page(empty_roots):
     assert len(at.page_link) >= 4
 
 
+def test_home_says_classify_works_at_once_with_the_shipped_model(empty_roots):
+    import json
+
+    shipped = REPO_ROOT / "results" / "default"
+    stage = json.loads((shipped / "config.json").read_text())["stage"]
+    accuracy = json.loads((shipped / "metrics.json").read_text())["test_accuracy"]
+    at = page("pages/home.py")
+    note = next(i for i in texts(at.info).split("\n") if "Classify works at once" in i)
+    assert stage["arch"] in note and f"test accuracy {accuracy:.3f}" in note
+    assert [link.label for link in at.page_link].count("Classify a photo") == 1
+
+
 def test_classify_without_a_model_says_train_first(empty_roots, monkeypatch):
     from core import runs
 
