@@ -10,8 +10,10 @@ whole; when it cannot be used at all (a read-only root), rows are read from the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ SCHEMA = "1"
 SIGNED_FILES = ("status.json", "metrics.json")
 
 Row = dict[str, Any]
+_last_scan: dict[Path, float] = {}  # index file -> time.monotonic() of this process's last full check
 
 
 def index_path() -> Path:
@@ -105,10 +108,20 @@ def _store(con: sqlite3.Connection, run_id: str, sig: str) -> None:
                     (run_id, sig, row["status"], row.get("created") or "", json.dumps(row, default=str)))
 
 
-def sync() -> int:
-    """Bring the index up to date with the folders; returns its version (it changes whenever a row does)."""
+def sync(max_age_s: float = 0.0) -> int:
+    """Bring the index up to date with the folders; returns its version (it changes whenever a row does).
+    Within `max_age_s` of this process's last full check the folders are not looked at again: writes through
+    the run store are in the index already, so only a change made behind its back waits that long."""
+    path = index_path()
     with closing(_open()) as con:
+        if time.monotonic() - _last_scan.get(path, -math.inf) < max_age_s:
+            return _version(con)
+        _last_scan[path] = time.monotonic()
         return _sync(con)
+
+
+def _version(con: sqlite3.Connection) -> int:
+    return int(con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
 
 
 def _sync(con: sqlite3.Connection) -> int:
@@ -127,7 +140,7 @@ def _sync(con: sqlite3.Connection) -> int:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-    return int(con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
+    return _version(con)
 
 
 def refresh(run_id: str) -> None:

@@ -20,6 +20,7 @@ import streamlit as st
 from core import config, device_probe, run_index, runs
 from core.config import TransferLabError
 
+RUN_FOLDERS_CHECK_S = 2.0
 MAX_UPLOAD_MB = 200  # keep in step with .streamlit/config.toml server.maxUploadSize
 
 
@@ -52,9 +53,10 @@ def _run_rows(root: str, index_version: int) -> list[dict[str, Any]]:
 
 
 def run_rows() -> list[dict[str, Any]]:
-    """Every run's summary row, newest first: cached until the run index changes (core.run_index)."""
+    """Every run's summary row, newest first: cached until the run index changes (core.run_index). The run
+    folders are checked for changes made behind the index's back at most every RUN_FOLDERS_CHECK_S."""
     try:
-        version = run_index.sync()
+        version = run_index.sync(max_age_s=RUN_FOLDERS_CHECK_S)
     except (sqlite3.Error, OSError):
         return runs.list_runs()
     return run_index.with_live_status(_run_rows(results_key(), version))

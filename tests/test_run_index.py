@@ -82,3 +82,13 @@ def test_an_unwritable_index_falls_back_to_the_folders(monkeypatch):
     recorded_run("a", "scratch", 10.0, 0.5)
     monkeypatch.setattr(run_index, "index_path", lambda: runs.runs_dir() / "no-such-dir" / "x" / "index.sqlite")
     assert [r["run_id"] for r in runs.list_runs()] == ["a"]
+
+
+def test_a_recent_check_is_reused_but_writes_through_the_store_show_at_once(monkeypatch):
+    recorded_run("a", "scratch", 10.0, 0.5)
+    version = run_index.sync(max_age_s=60)
+    recorded_run("b", "scratch", 10.0, 0.6)  # behind the index's back, within max_age_s: not looked for yet
+    assert run_index.sync(max_age_s=60) == version
+    run_id = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})  # through the store
+    assert run_index.sync(max_age_s=60) > version and run_id in {r["run_id"] for r in run_index.load()}
+    assert {"a", "b", run_id} == {r["run_id"] for r in runs.list_runs()}  # list_runs always checks
