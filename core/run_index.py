@@ -144,8 +144,11 @@ def _sync(con: sqlite3.Connection) -> int:
 
 
 def refresh(run_id: str) -> None:
-    """After a write into one run's folder: its row again (or none, when the folder is gone)."""
+    """After a write into one run's folder: its row again (or none, when the folder is gone). A missing index
+    is left for the next reader to build (a training process does not spend disk on it)."""
     folder = runs.runs_dir() / run_id
+    if not index_path().is_file():
+        return
     try:
         with closing(_open()) as con:
             con.execute("BEGIN IMMEDIATE")
