@@ -48,8 +48,12 @@ def resolve_model(spec: str = "latest") -> str:
 
 
 def best_model() -> str | None:
-    """The finished model with the highest test accuracy: a run with a loadable model file, or the shipped
-    default; the newest on a tie; None when no model has a test accuracy."""
+    """The finished model with the highest test accuracy for the class set of the newest one (`latest`): a run
+    with a loadable model file, or the shipped default; the newest on a tie; None when none qualifies."""
+    try:
+        classes = set(runs.labels_for(resolve_model("latest")))
+    except TransferLabError:
+        return None
     candidates = [(r["test_accuracy"], r["run_id"]) for r in runs.list_runs()
                   if r["status"] == "done" and r["has_model"] and r["test_accuracy"] is not None]
     if (runs.default_model_dir() / "model.keras").is_file():
@@ -57,7 +61,8 @@ def best_model() -> str | None:
         if shipped is not None:
             candidates.append((shipped, runs.DEFAULT_MODEL_DIR))
     for _, run_id in sorted(candidates, key=lambda c: c[0], reverse=True):  # stable: newest first on a tie
-        if run_id == runs.DEFAULT_MODEL_DIR or records.model_file_ok(runs.run_dir(run_id)):
+        if set(records.read_labels(runs.model_dir(run_id))[0] or ()) == classes and (
+                run_id == runs.DEFAULT_MODEL_DIR or records.model_file_ok(runs.run_dir(run_id))):
             return run_id
     return None
 

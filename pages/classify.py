@@ -83,7 +83,7 @@ def pick_model() -> str | None:
         options.insert(0, best)
     return st.selectbox("Model", options, index=options.index(best), format_func=describe_model,
                         help="Default: the finished model (a run's or the shipped one) with the highest test "
-                             "accuracy.")
+                             "accuracy for the classes of the newest one.")
 
 
 def upload() -> list:

@@ -123,3 +123,6 @@ def test_best_is_the_most_accurate_loadable_model_counting_the_shipped_one(tmp_p
     assert predict.resolve_model("best") == "better"
     (results / "runs" / "better" / "model.keras").write_bytes(b"not a zip")
     assert predict.resolve_model("best") == runs.DEFAULT_MODEL_DIR
+    stored_run("other-classes", "2999-01-03T00:00:00+00:00", 0.6)  # now the newest, for other classes
+    (results / "runs" / "other-classes" / "labels.json").write_text(json.dumps(["cat", "dog"]))
+    assert predict.resolve_model("best") == "other-classes"  # the best for its class set, not the shipped one
