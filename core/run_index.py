@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import sqlite3
 import time
 from contextlib import closing
@@ -22,7 +23,7 @@ from core import runs
 from core.config import TransferLabError, results_root
 
 INDEX_NAME = ".run_index.sqlite"
-SCHEMA = "1"
+SCHEMA = "2"
 SIGNED_FILES = ("status.json", "metrics.json")
 
 Row = dict[str, Any]
@@ -78,7 +79,8 @@ def _connect() -> sqlite3.Connection:
             con.execute("BEGIN IMMEDIATE")
             con.execute("DROP TABLE IF EXISTS runs")
             con.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, sig TEXT, status TEXT, created TEXT, row TEXT)")
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?), ('version', '0')", (SCHEMA,))
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?), ('version', '0'), ('generation', ?)",
+                        (SCHEMA, secrets.token_hex(8)))
             con.execute("COMMIT")
     except sqlite3.DatabaseError:
         con.close()
@@ -108,8 +110,8 @@ def _store(con: sqlite3.Connection, run_id: str, sig: str) -> None:
                     (run_id, sig, row["status"], row.get("created") or "", json.dumps(row, default=str)))
 
 
-def sync(max_age_s: float = 0.0) -> int:
-    """Bring the index up to date with the folders; returns its version (it changes whenever a row does).
+def sync(max_age_s: float = 0.0) -> str:
+    """Bring the index up to date with the folders; returns its version (see `_version`).
     Within `max_age_s` of this process's last full check the folders are not looked at again: writes through
     the run store are in the index already, so only a change made behind its back waits that long."""
     path = index_path()
@@ -120,11 +122,13 @@ def sync(max_age_s: float = 0.0) -> int:
         return _sync(con)
 
 
-def _version(con: sqlite3.Connection) -> int:
-    return int(con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()[0])
+def _version(con: sqlite3.Connection) -> str:
+    """Changes whenever a row does, and with every rebuilt index file (its random generation)."""
+    meta = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'version')").fetchall())
+    return f"{meta.get('generation')}.{meta.get('version')}"
 
 
-def _sync(con: sqlite3.Connection) -> int:
+def _sync(con: sqlite3.Connection) -> str:
     on_disk = _scan()
     indexed = dict(con.execute("SELECT run_id, sig FROM runs").fetchall())
     stale = [run_id for run_id, sig in on_disk.items() if indexed.get(run_id) != sig]

@@ -48,7 +48,7 @@ def device_label() -> str | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _run_rows(root: str, index_version: int) -> list[dict[str, Any]]:
+def _run_rows(root: str, index_version: str) -> list[dict[str, Any]]:
     return run_index.load()
 
 
