@@ -7,7 +7,7 @@ plain values or pandas tables, so the Results page only draws and the numbers ar
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -67,9 +67,10 @@ def target_datasets(rows: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(by_ds, key=lambda d: (not both(by_ds[d]), -sum(by_ds[d].values()), d))
 
 
-def chain_time_s(rows: Iterable[dict[str, Any]], run_id: str) -> float:
-    """Wall time of the earlier stages a run builds on (its parent, the parent's parent, ...), in seconds."""
-    by_id = {r["run_id"]: r for r in rows}
+def chain_time_s(rows: Iterable[dict[str, Any]] | Mapping[str, dict[str, Any]], run_id: str) -> float:
+    """Wall time of the earlier stages a run builds on (its parent, the parent's parent, ...), in seconds.
+    `rows` may be given already keyed by run id (callers asking for many runs build that once)."""
+    by_id = rows if isinstance(rows, Mapping) else {r["run_id"]: r for r in rows}
     total, seen = 0.0, {run_id}
     parent = by_id.get(run_id, {}).get("parent_run")
     while parent and parent in by_id and parent not in seen:
@@ -97,6 +98,7 @@ def group_summary(rows: Iterable[dict[str, Any]], dataset: str, by: Sequence[str
     """
     rows = list(rows)
     chosen = [r for r in finished(rows) if r.get("dataset") == dataset]
+    by_id = {r["run_id"]: r for r in rows}
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in chosen:
         key = tuple("—" if _is_missing(r.get(col)) else str(r.get(col)) for col in by)
@@ -110,7 +112,7 @@ def group_summary(rows: Iterable[dict[str, Any]], dataset: str, by: Sequence[str
             values = [float(m[metric]) for m in members if not _is_missing(m.get(metric))]
             row[f"{metric}_mean"], row[f"{metric}_std"] = _stats(values)
         row["reached_target"] = sum(not _is_missing(m.get("time_to_target_s")) for m in members)
-        chains = [chain_time_s(rows, m["run_id"]) for m in members]
+        chains = [chain_time_s(by_id, m["run_id"]) for m in members]
         row["pretrain_time_s_mean"] = _stats(chains)[0]
         row["run_ids"] = [m["run_id"] for m in members]
         out.append(row)

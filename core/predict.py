@@ -28,7 +28,10 @@ EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 
 def resolve_model(spec: str = "latest") -> str:
     """`latest` = the newest finished model: a run with a model, or the shipped default, which counts as of
-    when its run was created (so older stored runs do not hide it); `default`; or a run id."""
+    when its run was created (so older stored runs do not hide it); `best` (see `best_model`); `default`; or a
+    run id."""
+    if spec == "best":
+        spec = best_model() or "latest"
     if spec == "latest":
         latest = runs.latest_model_run()
         shipped = str(model_record(runs.DEFAULT_MODEL_DIR).get("created") or "")
@@ -42,6 +45,26 @@ def resolve_model(spec: str = "latest") -> str:
         return spec
     runs.model_path(spec)
     return spec
+
+
+def best_model() -> str | None:
+    """The finished model with the highest test accuracy for the class set of the newest one (`latest`): a run
+    with a loadable model file, or the shipped default; the newest on a tie; None when none qualifies."""
+    try:
+        classes = set(runs.labels_for(resolve_model("latest")))
+    except TransferLabError:
+        return None
+    candidates = [(r["test_accuracy"], r["run_id"]) for r in runs.list_runs()
+                  if r["status"] == "done" and r["has_model"] and r["test_accuracy"] is not None]
+    if (runs.default_model_dir() / "model.keras").is_file():
+        shipped = records.read_metrics(runs.default_model_dir())[0].get("test_accuracy")
+        if shipped is not None:
+            candidates.append((shipped, runs.DEFAULT_MODEL_DIR))
+    for _, run_id in sorted(candidates, key=lambda c: c[0], reverse=True):  # stable: newest first on a tie
+        if set(records.read_labels(runs.model_dir(run_id))[0] or ()) == classes and (
+                run_id == runs.DEFAULT_MODEL_DIR or records.model_file_ok(runs.run_dir(run_id))):
+            return run_id
+    return None
 
 
 def model_record(run_id: str) -> dict[str, Any]:

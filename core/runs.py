@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import records
+from core import records, run_index
 from core.config import (
     TransferLabError,
     atomic_write_json,
@@ -70,6 +70,7 @@ def set_status(run_id: str, status: str, **fields: Any) -> None:
     if status in ("done", "failed", "cancelled"):
         current["finished"] = now_iso()
     write_record_json(path, current)
+    run_index.refresh(run_id)
 
 
 def heartbeat(run_id: str, **fields: Any) -> None:
@@ -81,6 +82,8 @@ def heartbeat(run_id: str, **fields: Any) -> None:
 
 def write_json(run_id: str, name: str, obj: Any) -> None:
     atomic_write_json(run_dir(run_id) / name, obj)
+    if name in ("metrics.json", "labels.json", "config.json"):
+        run_index.refresh(run_id)
 
 
 def append_history(run_id: str, row: dict[str, Any]) -> None:
@@ -108,6 +111,7 @@ def save_model(run_id: str, model: Any) -> Path:
     try:
         model.save(tmp)
         os.replace(tmp, final)
+        run_index.refresh(run_id)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
@@ -176,20 +180,8 @@ def get_run(run_id: str) -> dict[str, Any]:
 
 
 def list_runs() -> list[dict[str, Any]]:
-    """One flat summary row per run, newest first."""
-    rows = []
-    base = runs_dir()
-    if not base.is_dir():
-        return rows
-    for folder in base.iterdir():
-        if not folder.is_dir() or folder.name.startswith("."):
-            continue
-        try:
-            rows.append(summary_row(get_run(folder.name)))
-        except TransferLabError:
-            continue
-    rows.sort(key=lambda r: r.get("created") or "", reverse=True)
-    return rows
+    """One flat summary row per run, newest first (through the run index, core.run_index)."""
+    return run_index.rows()
 
 
 def summary_row(run: dict[str, Any]) -> dict[str, Any]:
@@ -259,6 +251,7 @@ def cancel_requested(run_id: str) -> bool:
 
 def delete_run(run_id: str) -> None:
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
+    run_index.refresh(run_id)
 
 
 def default_model_dir() -> Path:

@@ -71,18 +71,19 @@ def describe_model(run_id: str) -> str:
 
 
 def pick_model() -> str | None:
-    """The latest model by default; a picker for any other finished run."""
+    """The most accurate finished model by default; a picker for any other finished run."""
     try:
-        latest = predict.resolve_model("latest")
+        best = predict.resolve_model("best")
     except TransferLabError:
         common.next_step("No model yet: train a run first (or ship one in results/default/). Then upload "
                          "images here.", "pages/train.py", "Train a model")
         return None
     options = model_options()
-    if latest not in options:
-        options.insert(0, latest)
-    return st.selectbox("Model", options, index=options.index(latest), format_func=describe_model,
-                        help="Default: the newest finished run with a model, else the shipped default.")
+    if best not in options:
+        options.insert(0, best)
+    return st.selectbox("Model", options, index=options.index(best), format_func=describe_model,
+                        help="Default: the finished model (a run's or the shipped one) with the highest test "
+                             "accuracy for the classes of the newest one.")
 
 
 def upload() -> list:

@@ -8,6 +8,7 @@ resources keyed by run id and the model file's modification time.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import config, device_probe, runs
+from core import config, device_probe, run_index, runs
 from core.config import TransferLabError
 
+RUN_FOLDERS_CHECK_S = 2.0
 MAX_UPLOAD_MB = 200  # keep in step with .streamlit/config.toml server.maxUploadSize
 
 
@@ -45,14 +47,19 @@ def device_label() -> str | None:
 # ---- runs and jobs -----------------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl=2, show_spinner=False)
-def _run_rows(root: str) -> list[dict[str, Any]]:
-    return runs.list_runs()
+@st.cache_data(show_spinner=False, max_entries=8)
+def _run_rows(root: str, index_version: str) -> list[dict[str, Any]]:
+    return run_index.load()
 
 
 def run_rows() -> list[dict[str, Any]]:
-    """Every run's summary row, newest first (cached for 2 s)."""
-    return _run_rows(results_key())
+    """Every run's summary row, newest first: cached until the run index changes (core.run_index). The run
+    folders are checked for changes made behind the index's back at most every RUN_FOLDERS_CHECK_S."""
+    try:
+        version = run_index.sync(max_age_s=RUN_FOLDERS_CHECK_S)
+    except (sqlite3.Error, OSError):
+        return runs.list_runs()
+    return run_index.with_live_status(_run_rows(results_key(), version))
 
 
 @st.cache_data(ttl=2, show_spinner=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import runs
 from core.config import TransferLabError
 from pages import common
 
@@ -12,7 +13,7 @@ INTRO = (
     "layers frozen and a new output layer (e.g. CIFAR-10 → all Fruits-360 classes → apple / pear / noise). "
     "Every run is a background job with live progress, and its metrics, curves, model and hardware are stored. "
     "The Results page compares training from scratch with transfer learning beside four papers' published "
-    "numbers, and Classify labels your own fruit photos with the latest model."
+    "numbers, and Classify labels your own fruit photos with the most accurate finished model."
 )
 
 
@@ -44,6 +45,22 @@ def what_next(n: dict[str, int]) -> None:
                          "launch it.", "pages/train.py", "Train a model")
     elif n["finished"] == 0:
         common.next_step("A job is training. Watch it live on the Train page.", "pages/train.py", "Watch training")
+
+
+def shipped_model() -> None:
+    """Classify needs no training: say so, naming the shipped model (results/default/)."""
+    if not common.has_default_model():
+        return
+    try:
+        shipped = common.get_run(runs.DEFAULT_MODEL_DIR)
+    except TransferLabError:
+        return
+    stage, accuracy = shipped["config"].get("stage", {}), shipped["metrics"].get("test_accuracy")
+    classes = " / ".join(shipped["labels"]) or "its classes"
+    score = "" if accuracy is None else f", test accuracy {accuracy:.3f}"
+    common.next_step(f"Classify works at once, with no training: the shipped model — {stage.get('arch', '?')} "
+                     f"trained on {stage.get('dataset', '?')} ({classes}){score} — labels your photos now.",
+                     "pages/classify.py", "Classify a photo", icon=":material/image_search:")
 
 
 def latest_runs(limit: int = 5) -> None:
@@ -83,6 +100,7 @@ def main() -> None:
     c2.metric("Runs", n["runs"], help=f"{n['finished']} finished")
     c3.metric("Jobs running", n["running"], help=f"{n['queued']} queued")
     what_next(n)
+    shipped_model()
     latest_runs()
     links()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,15 @@ def filters(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
             for c, col in zip(cols, compare.FILTERS, strict=True)}
 
 
-def all_runs(rows: list[dict[str, Any]]) -> None:
+def all_runs(rows: list[dict[str, Any]]) -> str | None:
+    """Draws the runs table; returns the run id of the row clicked in it, if any."""
     st.subheader("All runs")
     chosen = filters(rows)
     shown = tag_filter(compare.filter_runs(rows, **chosen))
     table = compare.runs_table(shown)
-    st.caption(f"{len(shown)} of {len(rows)} runs · click a column header to sort")
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    st.caption(f"{len(shown)} of {len(rows)} runs · click a column header to sort, a row to see that run below")
+    event = st.dataframe(table, hide_index=True, width="stretch", key="runs_table", on_select="rerun",
+                         selection_mode="single-row", column_config={
         "test_accuracy": st.column_config.NumberColumn("test acc", format="%.4f"),
         "val_accuracy": st.column_config.NumberColumn("val acc", format="%.4f"),
         "kappa": st.column_config.NumberColumn(format="%.4f"),
@@ -92,6 +95,8 @@ def all_runs(rows: list[dict[str, Any]]) -> None:
     })
     st.download_button("Download these runs (CSV)", table.to_csv(index=False).encode(), file_name="runs.csv",
                        mime="text/csv", on_click="ignore")
+    picked = event.selection.rows if event else []
+    return str(table["run_id"].iloc[picked[0]]) if picked and picked[0] < len(table) else None
 
 
 def tag_filter(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -339,15 +344,28 @@ def layers(run: dict[str, Any]) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
 
 
-def run_detail(rows: list[dict[str, Any]]) -> None:
+def run_detail(rows: list[dict[str, Any]], on_screen: Sequence[str] = (), clicked: str | None = None) -> None:
+    """`on_screen`: the runs of the comparison shown above (the default is the newest of them); `clicked`: the
+    row picked in the runs table, which the view switches to once per click."""
     st.subheader("One run in depth")
     ids = [r["run_id"] for r in rows]
-    default = next((i for i, r in enumerate(rows) if r["status"] == "done"), 0)
     label = {r["run_id"]: f"{r['run_id']} · {common.status_label(r['status'])}" for r in rows}
     if common.has_default_model():  # the shipped model Classify uses on a fresh clone
         ids.append(runs.DEFAULT_MODEL_DIR)
         label[runs.DEFAULT_MODEL_DIR] = "default · the shipped model (Classify's on a fresh clone)"
-    run_id = st.selectbox("Run", ids, index=default, format_func=label.get, key="detail_run")
+    if not ids:
+        return
+    done = [r["run_id"] for r in rows if r["status"] == "done"]
+    first = next((i for i in on_screen if i in ids), done[0] if done else ids[0])
+    state = st.session_state
+    if state.get("detail_run") not in ids or state.get("detail_run") == state.get("detail_default"):
+        state["detail_run"] = first  # not chosen by the user: follows the comparison on screen
+    state["detail_default"] = first
+    if clicked != state.get("detail_clicked"):
+        state["detail_clicked"] = clicked
+        if clicked in ids:
+            state["detail_run"] = clicked
+    run_id = st.selectbox("Run", ids, format_func=label.get, key="detail_run")
     try:
         run = common.get_run(run_id)
     except TransferLabError as exc:
@@ -410,13 +428,14 @@ def main() -> None:
             st.divider()
             run_detail(rows)
         return
-    all_runs(rows)
+    clicked = all_runs(rows)
     st.divider()
     dataset, in_scope, label = comparison(rows)
     st.divider()
     papers(in_scope, dataset, label)
     st.divider()
-    run_detail(rows)
+    on_screen = [r["run_id"] for r in compare.finished(in_scope) if r.get("dataset") == dataset]
+    run_detail(rows, on_screen, clicked)
 
 
 with common.error_boundary("The Results page", only_expected=True):

@@ -181,6 +181,18 @@ def test_home_says_import_first_and_links_every_page(empty_roots):
     assert len(at.page_link) >= 4
 
 
+def test_home_says_classify_works_at_once_with_the_shipped_model(empty_roots):
+    import json
+
+    shipped = REPO_ROOT / "results" / "default"
+    stage = json.loads((shipped / "config.json").read_text())["stage"]
+    accuracy = json.loads((shipped / "metrics.json").read_text())["test_accuracy"]
+    at = page("pages/home.py")
+    note = next(i for i in texts(at.info).split("\n") if "Classify works at once" in i)
+    assert stage["arch"] in note and f"test accuracy {accuracy:.3f}" in note
+    assert [link.label for link in at.page_link].count("Classify a photo") == 1
+
+
 def test_classify_without_a_model_says_train_first(empty_roots, monkeypatch):
     from core import runs
 
@@ -515,6 +527,35 @@ def test_classify_offers_the_shipped_model_from_another_root_with_each_models_ac
     picker = at.selectbox[0]
     assert picker.options[-1].startswith("shipped default model — ") and "test acc 0." in picker.options[-1]
     assert f"{run_id} — toy, alexnet4, test acc 0.500" in picker.options
+
+
+def test_classify_defaults_to_the_most_accurate_model_not_the_newest(empty_roots):
+    from faultkit import model_run
+
+    from core import runs
+
+    run_id = model_run(labels=("apple", "noise", "pear"))  # the newest, at test accuracy 0.5: the shipped is better
+    at = page("pages/classify.py")
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.selectbox[0].value == runs.DEFAULT_MODEL_DIR
+    assert any(o.startswith(run_id) for o in at.selectbox[0].options)
+
+
+def test_results_one_run_view_follows_the_comparison_and_a_clicked_row(empty_roots):
+    from faultkit import recorded_run
+
+    recorded_run("s0", "scratch", 300.0, 0.90)
+    recorded_run("t0", "transfer", 30.0, 0.95)
+    recorded_run("x0", "scratch", 30.0, 0.50, dataset="cifar10")  # the newest run, not in the comparison
+    at = page("pages/results.py")
+    assert at.selectbox(key="target_dataset").value == "fruits360-3"
+    assert at.selectbox(key="detail_run").value == "t0"  # the newest of the runs compared on screen
+    table = at.dataframe[0].value
+    at.session_state["runs_table"] = {"selection": {"rows": [list(table["run_id"]).index("x0")], "columns": []}}
+    at.run()
+    assert not at.exception and at.selectbox(key="detail_run").value == "x0"
+    at.selectbox(key="detail_run").set_value("s0").run()  # the picker still works; the click is not replayed
+    assert at.selectbox(key="detail_run").value == "s0"
 
 
 def test_results_layers_of_a_run_without_a_model_come_from_its_record(empty_roots):

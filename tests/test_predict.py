@@ -93,3 +93,36 @@ def test_latest_is_the_newest_model_counting_the_shipped_one_by_its_creation(tmp
     stored_run("newer-run", "2999-01-01T00:00:00+00:00")
     assert predict.resolve_model("latest") == "newer-run"
     assert shipped < "2999"
+
+
+def test_best_is_the_most_accurate_loadable_model_counting_the_shipped_one(tmp_path, monkeypatch) -> None:
+    """`best` (Classify's default) ranks by test accuracy; a broken model file is passed over; `latest` is
+    unchanged (the newest)."""
+    import json
+    import shutil
+
+    from core.config import REPO_ROOT
+
+    results = tmp_path / "results"
+    shutil.copytree(REPO_ROOT / "results" / runs.DEFAULT_MODEL_DIR, results / runs.DEFAULT_MODEL_DIR)
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(results))
+    shipped = json.loads((results / runs.DEFAULT_MODEL_DIR / "metrics.json").read_text())["test_accuracy"]
+
+    def stored_run(run_id: str, created: str, accuracy: float) -> None:
+        folder = results / "runs" / run_id
+        shutil.copytree(results / runs.DEFAULT_MODEL_DIR, folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "run_id": run_id, "created": created}))
+        metrics = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**metrics, "test_accuracy": accuracy}))
+
+    stored_run("newest-chance", "2999-01-02T00:00:00+00:00", 0.356)
+    assert predict.resolve_model("latest") == "newest-chance"
+    assert predict.resolve_model("best") == runs.DEFAULT_MODEL_DIR
+    stored_run("better", "2999-01-01T00:00:00+00:00", min(shipped + 0.01, 1.0))
+    assert predict.resolve_model("best") == "better"
+    (results / "runs" / "better" / "model.keras").write_bytes(b"not a zip")
+    assert predict.resolve_model("best") == runs.DEFAULT_MODEL_DIR
+    stored_run("other-classes", "2999-01-03T00:00:00+00:00", 0.6)  # now the newest, for other classes
+    (results / "runs" / "other-classes" / "labels.json").write_text(json.dumps(["cat", "dog"]))
+    assert predict.resolve_model("best") == "other-classes"  # the best for its class set, not the shipped one

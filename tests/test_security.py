@@ -192,6 +192,9 @@ def test_classify_page_reads_uploads_in_memory(roots):
     assert not at.exception and not at.error
     assert any("Prediction:" in str(m.value) for m in at.markdown)
     added = [f for f in tree(roots) if f not in before]
+    index = [f for f in added if f.startswith("results/.run_index.sqlite")]  # the run list's summary index
+    assert all(good_jpeg(5) not in (roots / f).read_bytes() for f in index)
+    added = [f for f in added if f not in index]
     files = [f for f in added if (roots / f).is_file()]
     assert set(added) - set(files) <= {"data/.cache", "data/.cache/litert"}
     assert len(files) == 1 and files[0].startswith("data/.cache/litert/") and files[0].endswith(".tflite"), \
