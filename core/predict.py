@@ -24,6 +24,7 @@ from core.config import TransferLabError, atomic_write_bytes, data_root
 from core.images import load_rgb, open_image
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
+LITE_MAX_BATCH = 8  # up to this many images go one by one through LiteRT (no retracing of the TF function)
 
 
 def resolve_model(spec: str = "latest") -> str:
@@ -125,8 +126,9 @@ class Classifier:
         return "litert" if self._lite else "tf.function"
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        if self._lite is not None and len(batch) == 1:
-            return self._lite_probabilities(batch)
+        """A few images (one upload, or its test-time views) one by one through LiteRT; batches through TF."""
+        if self._lite is not None and len(batch) <= LITE_MAX_BATCH:
+            return np.concatenate([self._lite_probabilities(batch[i:i + 1]) for i in range(len(batch))])
         import tensorflow as tf
 
         return self._forward(tf.convert_to_tensor(batch, tf.float32)).numpy()

@@ -3,14 +3,15 @@
 Opens every page, saving a screenshot of each, then uploads a real Fruits-360 image on Classify and waits for the
 prediction. Waits are on page elements only. Screenshots go to test-artifacts/screenshots/ (git-ignored) so a
 test run never rewrites tracked files; TRANSFERLAB_SCREENSHOTS_DIR=docs/screenshots regenerates the README's.
-The server gets temporary data and results roots holding the real datasets and small real runs (trained once
-per session by tests/test_app.py's helper); TRANSFERLAB_E2E_RESULTS_DIR points it at an existing results root
-instead (how the README's screenshots were made, from longer runs).
+The server gets a temporary data root holding the real datasets and a copy of the committed results root (the
+stored runs and the shipped model: what a fresh clone shows, and what the README's screenshots show);
+TRANSFERLAB_E2E_RESULTS_DIR points it at another results root instead.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import missing_prerequisite
-from test_app import fruit_image, trained_results_root
+from test_app import fruit_image
 
 from core.config import REPO_ROOT
 
@@ -76,7 +77,14 @@ def chromium_path() -> str:
 def server(imported_data, tmp_path_factory):
     """`streamlit run app.py` on a free port of 127.0.0.1 with the real data and trained runs."""
     given = os.environ.get("TRANSFERLAB_E2E_RESULTS_DIR")
-    results = Path(given) if given else trained_results_root(imported_data, tmp_path_factory)
+    results = Path(given) if given else tmp_path_factory.mktemp("e2e") / "results"
+    if not given:  # a copy of what git tracks (a fresh clone's results): the server may write there
+        tracked = subprocess.run(["git", "ls-files", "-z", "results"], cwd=REPO_ROOT, capture_output=True,
+                                 check=True).stdout.decode().split("\0")
+        for rel in filter(None, tracked):
+            target = results / Path(rel).relative_to("results")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / rel, target)
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(imported_data.root), "TRANSFERLAB_RESULTS_DIR": str(results)}
