@@ -72,6 +72,15 @@ def real_data_root(imported_data: ImportedData, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
+def empty_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh clone: empty data and results roots (no datasets, no runs)."""
+    for var, sub in (("TRANSFERLAB_DATA_DIR", "data"), ("TRANSFERLAB_RESULTS_DIR", "results")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    return tmp_path
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty data root as TRANSFERLAB_DATA_DIR."""
     root = tmp_path / "data"

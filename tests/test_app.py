@@ -64,15 +64,6 @@ def trained(imported_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def empty_roots(tmp_path, monkeypatch):
-    """A fresh clone: no datasets, no runs."""
-    for var, sub in (("TRANSFERLAB_DATA_DIR", "data"), ("TRANSFERLAB_RESULTS_DIR", "results")):
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    return tmp_path
-
-
-@pytest.fixture
 def with_runs(real_data_root, trained, monkeypatch):
     """Real datasets and four finished real runs."""
     monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(trained))

@@ -3,22 +3,10 @@
 
 from __future__ import annotations
 
-import pytest
 from faultkit import page, recorded_run
+from test_app import texts
 
 from core import run_admin, runs
-
-
-@pytest.fixture
-def empty_roots(tmp_path, monkeypatch):
-    for var, sub in (("TRANSFERLAB_DATA_DIR", "data"), ("TRANSFERLAB_RESULTS_DIR", "results")):
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    return tmp_path
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_results_notes_and_tags_are_saved_and_filter_the_table(empty_roots):
@@ -116,8 +104,8 @@ def test_train_estimates_the_run_time_from_measured_throughput(empty_roots):
     measured = ((100.0, device), (50.0, device), (400.0, device), (9999.0, "another device"))
     for i, (speed, on) in enumerate(measured):  # median 100 images/s on this device; the other is left out
         run_id = recorded_run(f"measured-{i}", "scratch", 10.0, 0.9, device=on)
-        path = runs.run_dir(run_id) / "metrics.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), "images_per_s": speed, "input_size": 48}))
+        metrics = json.loads((runs.run_dir(run_id) / "metrics.json").read_text())
+        runs.write_json(run_id, "metrics.json", {**metrics, "images_per_s": speed, "input_size": 48})  # the index sees it
     at = page("pages/train.py")
     _set_all(at, epochs=4, input_size=48, repeats=3)
     assert not at.exception and not at.error, texts(at.error)
