@@ -20,7 +20,7 @@ from PIL import Image
 from core import datasets, predict, runs
 from core.config import TransferLabError
 from core.console import print_json, table
-from core.datasets_io import read_meta
+from core.data_store import read_meta
 
 SPLITS = runs.EVAL_SPLITS
 BATCH = 64

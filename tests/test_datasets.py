@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import CIFAR_ZIP, MNIST_DIR, shared_data
 
-from core import datasets, datasets_io
+from core import data_export, data_sources, data_splits, data_store, data_views, datasets
 from core.config import REPO_ROOT, TransferLabError
 
 pytestmark = pytest.mark.realdata
@@ -98,8 +98,8 @@ def test_fruits360_3_is_balanced_apple_noise_pear(real_data_root):
     )
     assert counts["test"] == dict.fromkeys(info["classes"], 742)
     # water-filling: the 13 Apple classes give 225 or 226 each; noise comes from all 84 other classes
-    src, spec = datasets._resolve("fruits360-3")
-    plan = datasets._plan(src, spec)
+    src, spec = data_views.resolve("fruits360-3")
+    plan = data_splits.plan(src, spec)
     pool = np.concatenate([plan.rows["train"], plan.rows["val"]])
     apple = np.unique(plan.source_class[pool][plan.y[pool] == 0], return_counts=True)
     assert len(apple[0]) == 13 and set(apple[1]) <= {225, 226}
@@ -107,19 +107,19 @@ def test_fruits360_3_is_balanced_apple_noise_pear(real_data_root):
 
 
 def test_grouped_val_split_keeps_frames_together(real_data_root):
-    src, _ = datasets._resolve("fruits360")
+    src, _ = data_views.resolve("fruits360")
 
     def frame_groups(plan, split):
         rows = plan.rows[split]
         names = [src.files[plan.stored_names[plan.stored[r]]][plan.idx[r]].rsplit("/", 1)[-1] for r in rows]
-        matches = [datasets_io.FRAME_NAME_RE.match(n) for n in names]  # one odd name (r_135.jpg) has no group
+        matches = [data_store.FRAME_NAME_RE.match(n) for n in names]  # one odd name (r_135.jpg) has no group
         return {(int(c), int(m[1]) // 20) for c, m in zip(plan.source_class[rows], matches, strict=True) if m}
 
-    grouped = datasets._plan(src, None)  # auto -> grouped for fruits360
+    grouped = data_splits.plan(src, None)  # auto -> grouped for fruits360
     assert frame_groups(grouped, "train").isdisjoint(frame_groups(grouped, "val"))
     val_share = len(grouped.rows["val"]) / (len(grouped.rows["val"]) + len(grouped.rows["train"]))
     assert 0.08 < val_share < 0.12
-    stratified = datasets._plan(src, None, split_mode="stratified")
+    stratified = data_splits.plan(src, None, split_mode="stratified")
     assert frame_groups(stratified, "train") & frame_groups(stratified, "val")  # random val leaks frames
 
 
@@ -311,7 +311,7 @@ def test_non_utf8_names_plain_layout_and_reimport(data_dir, tmp_path, jpegs):
 
 
 def test_missing_dataset_names(data_dir, monkeypatch):
-    if datasets_io.keras_cached("cifar100"):
+    if data_sources.keras_cached("cifar100"):
         pytest.skip("Keras has cifar100 cached on this machine")
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # never really download in a test
@@ -392,7 +392,7 @@ def test_user_views_save_preview_load(real_data_root):
 def test_export_writes_a_resized_copy_that_imports_back(data_dir, tmp_path, jpegs):
     datasets.import_dataset(make_zip(tmp_path / "toy.zip", two_class_files(jpegs)))
     out = tmp_path / "toy-16"
-    assert datasets_io.export_dataset("toy", out, 16, splits=["train"]) == {"train": 6}
+    assert data_export.export_dataset("toy", out, 16, splits=["train"]) == {"train": 6}
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))[:2] == ["train/cat/0.jpg",
                                                                                      "train/cat/1.jpg"]
     back = datasets.import_dataset(out, name="toy16")
@@ -401,6 +401,6 @@ def test_export_writes_a_resized_copy_that_imports_back(data_dir, tmp_path, jpeg
     copy, _, _ = datasets.load_split_arrays("toy16", "train", 16, val_fraction=0.2)
     assert copy.shape == original.shape and np.abs(copy.astype(int) - original).mean() < 4  # JPEG q95 at 16px
     with pytest.raises(TransferLabError, match="is not empty"):
-        datasets_io.export_dataset("toy", out, 16)
+        data_export.export_dataset("toy", out, 16)
     with pytest.raises(TransferLabError, match="has no split val"):
-        datasets_io.export_dataset("toy", tmp_path / "other", 16, splits=["val"])
+        data_export.export_dataset("toy", tmp_path / "other", 16, splits=["val"])

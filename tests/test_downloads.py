@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from faultkit import page
 
-from core import cleanup, downloads, runs
-from core import datasets_io as dio
+from core import cleanup, data_import, downloads, runs
 from core.config import TransferLabError
 
 
@@ -61,7 +60,7 @@ def test_a_trickling_url_is_given_up_on_for_its_rate(data_dir, trickle_url, monk
     monkeypatch.setattr(downloads, "DOWNLOAD_MIN_RATE", 1000)
     t0 = time.monotonic()
     with pytest.raises(TransferLabError, match="too slow"):
-        dio.import_dataset(trickle_url)
+        data_import.import_dataset(trickle_url)
     assert time.monotonic() - t0 < 10 and leftovers(data_dir) == []
 
 

@@ -239,7 +239,7 @@ FORBIDDEN = {
 # rebuild, storage types, OrderedDict); crafted payloads are refused in test_efficientnet_lite.
 RESTRICTED_UNPICKLER = ("core/torch_weights.py", r"\b(c|_)?[Pp]ickle\b.*\bUnpickler\b")
 NP_LOAD_ALLOWED = {  # np.load calls without allow_pickle=False, each with the reason it is safe
-    ("core/datasets.py", "np.load(path, mmap_mode=\"r\")"):
+    ("core/data_cache.py", "np.load(path, mmap_mode=\"r\")"):
         "the decoded-image cache core wrote itself; numpy's default allow_pickle=False refuses a pickle anyway "
         "(test_a_pickle_in_the_decoded_cache_is_never_unpickled)",
 }
