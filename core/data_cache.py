@@ -17,6 +17,7 @@ from PIL import Image
 
 from core.config import TransferLabError, data_root, describe_os_error
 from core.data_sources import Source, forget, raw_images
+from core.data_store import LOCAL
 from core.images import ImageError, load_rgb
 
 DECODE_COUNT = 0  # images decoded (or resized from raw arrays) into the cache; the cache tests read it
@@ -67,7 +68,7 @@ def stored_array(src: Source, split: str, size: int) -> np.ndarray:
 def decode_one(src: Source, split: str, i: int, size: int | None) -> np.ndarray:
     """Image `i` of a stored split, decoded directly (not through the cache): for previews."""
     _count_decodes(1)
-    if src.kind == "local":
+    if src.kind == LOCAL:
         return load_rgb(data_root() / src.name / src.files[split][i], size)
     img = raw_images(src, split)[i]
     return resize_array(img, size or img.shape[0])
@@ -120,7 +121,7 @@ def _count_decodes(n: int) -> None:
 
 
 def _decode_split(src: Source, split: str, size: int) -> np.ndarray:
-    if src.kind == "local":
+    if src.kind == LOCAL:
         return _decode_files(data_root() / src.name, src.files[split], size)
     raw = raw_images(src, split)
     out = np.empty((len(raw), size, size, 3), np.uint8)

@@ -12,7 +12,7 @@ from PIL import Image
 from core.config import TransferLabError, data_root
 from core.data_import import Progress, quiet_progress
 from core.data_sources import local_source
-from core.data_store import read_meta
+from core.data_store import LOCAL, read_meta
 from core.images import load_rgb
 
 
@@ -21,7 +21,7 @@ def export_dataset(name: str, dest: str | Path, size: int, quality: int = 95, sp
     """Write an imported image-folder dataset as <split>/<class>/*.jpg at size x size: a compact copy to carry to
     a GPU server that cannot see the original (Fruits-360 at 48px and JPEG quality 95 is about 1.8 KB an image)."""
     meta = read_meta(name)
-    if not meta or meta["kind"] != "local":
+    if not meta or meta["kind"] != LOCAL:
         raise TransferLabError(f"Only an imported image-folder dataset can be exported; {name!r} is not one.")
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):

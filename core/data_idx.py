@@ -15,7 +15,7 @@ import numpy as np
 
 from core import data_store as store
 from core.config import TransferLabError
-from core.data_store import ALL, TEST, TRAIN, ImportReport
+from core.data_store import ALL, IDX, TEST, TRAIN, ImportReport
 
 IDX_RE = re.compile(r"^(?P<prefix>.+?)[-_.](?P<kind>images|labels)[-_.]idx(?P<ndim>[13])[-_.]ubyte(?:\.gz)?$")
 IDX_SPLITS = {"train": TRAIN, "t10k": TEST, "test": TEST}
@@ -80,14 +80,14 @@ def import_idx(
                 shutil.copyfile(src, tmp / src.name)
             stored[split] = {k: p.name for k, p in pair.items()}
         classes = sorted({c for per in counts.values() for c in per}, key=int)
-        store.write_meta(tmp, name, "idx", classes, counts, files=stored, frames=False, source=str(source),
+        store.write_meta(tmp, name, IDX, classes, counts, files=stored, frames=False, source=str(source),
                          skipped_files=0, unreadable=[])
         dest = store.install(tmp, name)
     skipped = (
         sum(1 for f in files if IDX_RE.match(f.name)) - 2 * len(pairs) if source.is_dir() else 0
     )  # unpaired
     progress(f"Imported {name}", 1.0)
-    return ImportReport(name, str(dest), classes, counts, skipped, [], kind="idx")
+    return ImportReport(name, str(dest), classes, counts, skipped, [], kind=IDX)
 
 
 def _check_idx_pair(pair: dict[str, Path]) -> dict[str, int]:

@@ -21,7 +21,7 @@ from core.config import TransferLabError
 from core.data_idx import import_idx, is_idx
 from core.data_layout import Entry, at_least_two, plan_layout
 from core.data_members import Members, folder_members, not_a_zip_reason, zip_members
-from core.data_store import FRAME_NAME_RE, FRUITS360, ImportReport
+from core.data_store import FRAME_NAME_RE, FRUITS360, LOCAL, ImportReport
 from core.images import decodes
 
 Progress = Callable[[str, float], None]
@@ -109,7 +109,7 @@ def _import_members(
         classes = _final_classes(counts, label)
         frame_names = sum(bool(FRAME_NAME_RE.match(m.parts[-1])) for _, _, m in layout.entries)
         meta = store.write_meta(
-            tmp, name, "local", classes, counts, source=label, excluded=layout.excluded, unreadable=unreadable,
+            tmp, name, LOCAL, classes, counts, source=label, excluded=layout.excluded, unreadable=unreadable,
             frames=name.startswith(FRUITS360) or frame_names >= 0.9 * len(layout.entries),
             skipped_files=layout.skipped + duplicates,
         )

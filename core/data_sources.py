@@ -11,9 +11,10 @@ import numpy as np
 
 from core.config import TransferLabError, data_root
 from core.data_idx import read_idx
-from core.data_store import TEST, TRAIN, read_meta
+from core.data_store import IDX, TEST, TRAIN, read_meta
 from core.images import is_image_name
 
+KERAS = "keras"  # the kind of a Keras built-in, and its import token
 KERAS_DATASETS: dict[str, str] = {
     "cifar10": "CIFAR-10: 60k 32x32 colour images, 10 classes (Keras download)",
     "cifar100": "CIFAR-100: 60k 32x32 colour images, 100 fine classes (Keras download)",
@@ -78,7 +79,7 @@ def local_source(name: str, meta: dict) -> Source:
         return _SOURCES[key]
     classes = list(meta["classes"])
     labels, files = {}, {}
-    if meta["kind"] == "idx":
+    if meta["kind"] == IDX:
         for split, pair in meta["files"].items():
             labels[split] = read_idx(data_root() / name / pair["labels"]).astype(np.int32)
             files[split] = []
@@ -103,12 +104,12 @@ def _scan_split(root: Path, split: str, classes: list[str]) -> tuple[np.ndarray,
 
 
 def keras_source(name: str) -> Source:
-    key = (name, "keras")
+    key = (name, KERAS)
     if key not in _SOURCES:
         (_, y_train), (_, y_test) = keras_load(name)
         labels = {TRAIN: y_train.reshape(-1).astype(np.int32), TEST: y_test.reshape(-1).astype(np.int32)}
         _SOURCES[key] = Source(
-            name, "keras", _KERAS_CLASSES[name], labels, {TRAIN: [], TEST: []}, False, "keras"
+            name, KERAS, _KERAS_CLASSES[name], labels, {TRAIN: [], TEST: []}, False, KERAS
         )
     return _SOURCES[key]
 
@@ -139,7 +140,7 @@ def keras_cached(name: str) -> bool:
 
 def raw_images(src: Source, split: str) -> np.ndarray:
     """Undecoded arrays of an IDX or Keras dataset, (N, H, W) or (N, H, W, 3)."""
-    if src.kind == "idx":
+    if src.kind == IDX:
         key = (src.name, src.token, split)
         if key not in _IDX_RAW:
             meta = read_meta(src.name) or {}

@@ -27,6 +27,7 @@ VIEWS_DIR = "views"  # user views live in <data_root>/views/<name>.json
 RESERVED_NAMES = {VIEWS_DIR}  # folders in the data root that are not datasets
 SPLITS = TRAIN, VAL, TEST = ("train", "val", "test")
 ALL = "all"  # the stored split of a source without train/test folders, and the evaluation split of every image
+LOCAL, IDX = records.DATASET_KINDS  # a folder of images, or MNIST-style IDX files as they came
 FRUITS360 = "fruits360"
 NAME_ALIASES = {"fruits-360": FRUITS360}
 FRAME_NAME_RE = re.compile(
@@ -44,7 +45,7 @@ class ImportReport:
     counts: dict[str, dict[str, int]]  # split -> class -> images
     skipped_files: int = 0  # non-image files, hidden files, files outside the detected layout
     unreadable: list[str] = field(default_factory=list)  # images that failed to decode (not copied)
-    kind: str = "local"
+    kind: str = LOCAL
     excluded: dict[str, dict[str, Any]] = field(default_factory=dict)  # left-out folder -> {"images", "reason"}
 
     @property

@@ -15,8 +15,8 @@ import numpy as np
 
 from core import data_store as store
 from core.config import TransferLabError, atomic_write_json, data_root, read_json, validate_name
-from core.data_sources import KERAS_DATASETS, Source, keras_cached, keras_source, local_source
-from core.data_store import FRUITS360, read_meta
+from core.data_sources import KERAS, KERAS_DATASETS, Source, keras_cached, keras_source, local_source
+from core.data_store import FRUITS360, LOCAL, read_meta
 
 FRUITS_HINT = (
     "import the Fruits-360 zip: python -m core datasets import ../shared/data/fruits-360-v2019.05.06.1-subset.zip "
@@ -202,7 +202,7 @@ def list_datasets() -> list[dict[str, Any]]:
             out[folder.name] = {"name": folder.name, "kind": "unreadable", "available": False,
                                 "description": f"unreadable: {problem}; import it again"}
     if FRUITS360 not in out:
-        out[FRUITS360] = {"name": FRUITS360, "kind": "local", "available": False,
+        out[FRUITS360] = {"name": FRUITS360, "kind": LOCAL, "available": False,
                           "description": f"Fruits-360 (103 classes, 100x100): {FRUITS_HINT}"}  # fmt: skip
     for view in _view_names():
         if view not in out:
@@ -220,7 +220,7 @@ def list_datasets() -> list[dict[str, Any]]:
         if name not in out:
             cached = keras_cached(name)
             note = "cached by Keras" if cached else "downloads on first use; offline: import it"
-            out[name] = {"name": name, "kind": "keras", "available": cached, "description": f"{desc}, {note}",
+            out[name] = {"name": name, "kind": KERAS, "available": cached, "description": f"{desc}, {note}",
                          "downloads": True}
     return list(out.values())
 

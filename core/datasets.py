@@ -28,7 +28,7 @@ from core.data_splits import (
     plan_for,
     split_rows,
 )
-from core.data_store import SPLITS, TEST, TRAIN, ImportReport
+from core.data_store import LOCAL, SPLITS, TEST, TRAIN, ImportReport
 from core.data_views import (
     base_source,
     delete_view,
@@ -142,7 +142,7 @@ def split_files(name: str, split: str, **view: Any) -> tuple[list[Path], np.ndar
     """The image files of one split (or `all`), their labels and the class names; None for datasets stored as
     arrays (IDX, Keras built-ins), which have no files to decode."""
     chosen, rows = split_rows(name, split, view)
-    if chosen.src.kind != "local":
+    if chosen.src.kind != LOCAL:
         return None
     root = data_root() / chosen.src.name
     files = [root / chosen.src.files[chosen.stored_names[chosen.stored[r]]][int(chosen.idx[r])] for r in rows]
