@@ -8,15 +8,6 @@ import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
 
-# (file, title, icon); the first one is the default page.
-PAGES = (
-    ("pages/home.py", "Home", ":material/home:"),
-    ("pages/datasets.py", "Datasets", ":material/photo_library:"),
-    ("pages/train.py", "Train", ":material/model_training:"),
-    ("pages/results.py", "Results", ":material/leaderboard:"),
-    ("pages/classify.py", "Classify", ":material/image_search:"),
-)
-
 
 def compute_line() -> None:
     from pages import common
@@ -49,11 +40,11 @@ def clean_up_once(data_root: str, results_root: str) -> int:
 
 def main() -> None:
     from core import config
+    from pages.registry import PAGES
 
     st.set_page_config(page_title="TransferLab", page_icon=":material/nutrition:", layout="wide")
     clean_up_once(str(config.data_root()), str(config.results_root()))
-    nav = st.navigation([st.Page(path, title=title, icon=icon, default=i == 0)
-                         for i, (path, title, icon) in enumerate(PAGES)])
+    nav = st.navigation([st.Page(p.path, title=p.title, icon=p.icon, default=i == 0) for i, p in enumerate(PAGES)])
     sidebar()
     nav.run()
 

@@ -13,7 +13,7 @@ import streamlit as st
 from core import predict, runs
 from core.config import TransferLabError
 from core.images import IMAGE_EXTENSIONS, MAX_PIXELS
-from pages import common
+from pages import common, registry
 
 EXPORT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "SavedModel (.zip)", "tflite": "TFLite (.tflite)"}
 # every type core decodes (an animated GIF / WebP is classified by its first frame)
@@ -76,7 +76,7 @@ def pick_model() -> str | None:
         best = predict.resolve_model("best")
     except TransferLabError:
         common.next_step("No model yet: train a run first (or ship one in results/default/). Then upload "
-                         "images here.", "pages/train.py", "Train a model")
+                         "images here.", registry.TRAIN.path, "Train a model")
         return None
     options = model_options()
     if best not in options:
@@ -130,12 +130,10 @@ def show_detail(run_id: str, result: dict[str, Any], labels: list[str], gradcam:
         st.image(result["image"], caption="model input", width=200)
     if gradcam:
         with middle:
-            try:
+            with common.error_boundary("The Grad-CAM heatmap", only_expected=True, show=st.caption):
                 over = _heatmap(common.results_key(), run_id, common.model_mtime(run_id), result["digest"],
                                 result["image"], labels.index(top_label))
                 st.image(over, caption="Grad-CAM: red = what drove the prediction", width=200)
-            except TransferLabError as exc:
-                st.caption(str(exc))
     with right:
         top = pd.DataFrame(result["top_k"], columns=["class", "probability"])
         fig = px.bar(top.iloc[::-1], x="probability", y="class", orientation="h", range_x=[0, 1],
@@ -168,19 +166,19 @@ def export_section(run_id: str) -> None:
     for col, (fmt, label) in zip(cols, EXPORT_LABELS.items(), strict=True):
         with col:
             key = (common.results_key(), run_id, fmt)
-            if key not in prepared:
-                if st.button(f"Prepare {label}", key=f"prep_{fmt}"):
-                    prepared.add(key)
-                else:
-                    continue
-            try:
-                data, file_name = _export(common.results_key(), run_id, common.model_mtime(run_id), fmt)
-            except TransferLabError as exc:
-                st.error(str(exc))
-                continue
-            st.download_button(f"Download {label}", data=data, file_name=file_name, mime=EXPORT_MIME[fmt],
-                               key=f"dl_{fmt}", on_click="ignore")
-            st.caption(f"{file_name} · {len(data) / 1e6:.2f} MB")
+            if key in prepared or st.button(f"Prepare {label}", key=f"prep_{fmt}"):
+                prepared.add(key)
+                export_download(run_id, fmt, label)
+
+
+def export_download(run_id: str, fmt: str, label: str) -> None:
+    with common.error_boundary("The export", only_expected=True) as exporting:
+        data, file_name = _export(common.results_key(), run_id, common.model_mtime(run_id), fmt)
+    if exporting.failed:
+        return
+    st.download_button(f"Download {label}", data=data, file_name=file_name, mime=EXPORT_MIME[fmt],
+                       key=f"dl_{fmt}", on_click="ignore")
+    st.caption(f"{file_name} · {len(data) / 1e6:.2f} MB")
 
 
 def main() -> None:
@@ -188,10 +186,9 @@ def main() -> None:
     run_id = pick_model()
     if run_id is None:
         return
-    try:
+    with common.error_boundary("Loading the model", only_expected=True) as loading:
         clf = common.classifier(run_id)
-    except TransferLabError as exc:
-        st.error(str(exc))
+    if loading.failed:
         return
     st.caption(f"{len(clf.labels)} classes: {', '.join(clf.labels[:20])}{' …' if len(clf.labels) > 20 else ''}"
                f" · input {clf.input_size}×{clf.input_size} · {clf.arch} · answers through {clf.engine}")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,18 +206,29 @@ def next_step(text: str, page: str, label: str, icon: str = ":material/arrow_for
     st.page_link(page, label=label, icon=":material/arrow_forward:")
 
 
+@dataclass
+class Attempt:
+    failed: bool = False  # an error was shown: the caller draws no more of that part
+
+
 @contextmanager
-def error_boundary(action: str, only_expected: bool = False) -> Iterator[None]:
+def error_boundary(action: str, only_expected: bool = False,
+                   show: Callable[[str], Any] | None = None) -> Iterator[Attempt]:
     """Whatever goes wrong inside is one message on the page, never a traceback (a rerun passes through).
     `only_expected`: just our errors and the system's (disk full, read-only, ...), as around a whole page,
-    where a programming error must still show as one."""
+    where a programming error must still show as one. `show`: how the message is drawn (st.error by default)."""
+    attempt = Attempt()
+    show = show or st.error
     try:
-        yield
+        yield attempt
     except TransferLabError as exc:
-        st.error(str(exc))
+        attempt.failed = True
+        show(str(exc))
     except OSError as exc:
-        st.error(f"{action} failed: {config.describe_os_error(exc)}.")
+        attempt.failed = True
+        show(f"{action} failed: {config.describe_os_error(exc)}.")
     except Exception as exc:
         if only_expected:
             raise
-        st.error(f"{action} failed ({type(exc).__name__}: {exc}).")
+        attempt.failed = True
+        show(f"{action} failed ({type(exc).__name__}: {exc}).")

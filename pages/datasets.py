@@ -11,7 +11,7 @@ import plotly.express as px
 import streamlit as st
 
 from core import datasets
-from core.config import TransferLabError, data_root, shared_data_dir
+from core.config import data_root, shared_data_dir
 from core.datasets_io import UPLOAD_PREFIX
 from pages import common
 
@@ -128,10 +128,9 @@ def inspect_section(available: list[str]) -> None:
         return
     preferred = next((n for n in ("fruits360-3", "fruits360") if n in available), available[0])
     name = st.selectbox("Dataset", available, index=available.index(preferred), key="inspect_name")
-    try:
+    with common.error_boundary("Reading the dataset", only_expected=True) as reading:
         info = common.describe(name)
-    except TransferLabError as exc:
-        st.error(str(exc))
+    if reading.failed:
         return
     frame = common.counts_frame(info)
     splits = [c for c in frame.columns if c not in ("class", "total")]
@@ -153,10 +152,9 @@ def samples_grid(name: str, classes: list[str]) -> None:
                            max_selections=24)
     if not shown:
         return
-    try:
+    with common.error_boundary("Reading the sample images", only_expected=True) as reading:
         samples = _samples(common.data_key(), name, 4)
-    except TransferLabError as exc:
-        st.error(str(exc))
+    if reading.failed:
         return
     per_row = 4
     for start in range(0, len(shown), per_row):
@@ -214,31 +212,26 @@ def view_section(rows: list[dict[str, Any]]) -> None:
     if not sources:
         st.caption("Import a dataset first; views are built from an imported dataset.")
         return
-    try:
+    with common.error_boundary("Reading the source dataset", only_expected=True) as reading:
         spec = view_spec(sources)
-    except TransferLabError as exc:
-        st.error(str(exc))
-        return
-    if spec is None:
+    if reading.failed or spec is None:
         return
     c1, c2 = st.columns(2)
     preview = c1.button("Preview counts", key="view_preview")
     save = c2.button("Save view", type="primary", key="view_save")
     if preview or save:
-        try:
+        with common.error_boundary("The preview", only_expected=True) as previewing:
             info = datasets.preview_view(spec)
-        except TransferLabError as exc:
-            st.error(str(exc))
+        if previewing.failed:
             return
         frame = common.counts_frame(info)
         frame["from"] = [", ".join(info["sources"].get(c, [])[:6]) + (" …" if len(info["sources"].get(c, [])) > 6
                                                                         else "") for c in frame["class"]]
         st.dataframe(frame, hide_index=True, width="stretch")
     if save:
-        try:
+        with common.error_boundary("Saving the view", only_expected=True) as saving:
             stored = datasets.save_view(spec)
-        except TransferLabError as exc:
-            st.error(str(exc))
+        if saving.failed:
             return
         common.clear_dataset_caches()
         st.success(f"Saved view **{stored['name']}** — pick it as a stage's dataset on the Train page.")
@@ -246,11 +239,9 @@ def view_section(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     st.title("Datasets")
-    try:
+    rows: list[dict[str, Any]] = []
+    with common.error_boundary("Listing the datasets", only_expected=True):
         rows = common.dataset_rows()
-    except TransferLabError as exc:
-        st.error(str(exc))
-        rows = []
     dataset_table(rows)
     import_section()
     st.divider()

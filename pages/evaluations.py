@@ -10,7 +10,6 @@ import plotly.express as px
 import streamlit as st
 
 from core import evaluate
-from core.config import TransferLabError
 from pages import common
 
 MAX_SELECTS = 20  # more dataset classes than this: the mapping is typed as lines (patterns allowed)
@@ -79,34 +78,24 @@ def _form(run: dict[str, Any]) -> None:
         st.caption("No dataset is available: import one on the Datasets page first.")
         return
     dataset = st.selectbox("Dataset", names, key=f"eval_dataset_{run_id}")
-    try:
+    with common.error_boundary("Reading the dataset", only_expected=True) as reading:
         classes = common.describe(dataset)["classes"]
         split = evaluate.default_split(run_id, dataset)
-    except TransferLabError as exc:
-        st.error(str(exc))
+    if reading.failed:
         return
     with st.form(f"evaluate_{run_id}_{dataset}"):
         split = st.selectbox("Split", evaluate.SPLITS, index=evaluate.SPLITS.index(split),
                              key=f"eval_split_{run_id}", help="all: every image (for a set kept only for evaluation)")
-        try:
+        with common.error_boundary("Reading the class mapping", only_expected=True) as mapping_read:
             mapping = _mapping_inputs(run_id, classes, labels)
-        except TransferLabError as exc:
-            mapping, error = None, str(exc)
         submitted = st.form_submit_button("Evaluate", type="primary")
-    if not submitted:
+    if not submitted or mapping_read.failed:
         return
-    if mapping is None:
-        st.error(error)
+    with (st.spinner(f"Evaluating {run_id} on {dataset} ({split})…"),
+          common.error_boundary("The evaluation") as evaluating):
+        result = evaluate.evaluate(run_id, dataset, mapping, split)
+    if evaluating.failed:
         return
-    with st.spinner(f"Evaluating {run_id} on {dataset} ({split})…"):
-        try:
-            result = evaluate.evaluate(run_id, dataset, mapping, split)
-        except TransferLabError as exc:
-            st.error(str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - one message on the page, never a traceback
-            st.error(f"The evaluation failed: {type(exc).__name__}: {exc}")
-            return
     common.clear_run_caches()
     st.session_state["evaluation_done"] = (f"Evaluated on {dataset} ({split}, {result['n']} images): accuracy "
                                            f"{result['accuracy']:.4f}, balanced accuracy "

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import runs
 from core.config import TransferLabError
-from pages import common
+from pages import common, registry
 
 INTRO = (
     "TransferLab trains image classifiers in stages — from scratch, or from an earlier stage with its first "
@@ -39,12 +39,12 @@ def what_next(n: dict[str, int]) -> None:
     if n["datasets"] == 0:
         common.next_step("No dataset yet. Import one — a zip of class folders, a folder on this server or a URL "
                          "(e.g. ../shared/data/fruits-360-v2019.05.06.1-subset.zip).",
-                         "pages/datasets.py", "Import a dataset")
+                         registry.DATASETS.path, "Import a dataset")
     elif n["finished"] == 0 and n["running"] + n["queued"] == 0:
         common.next_step("Datasets are ready but nothing is trained yet. Pick a preset or build a pipeline and "
-                         "launch it.", "pages/train.py", "Train a model")
+                         "launch it.", registry.TRAIN.path, "Train a model")
     elif n["finished"] == 0:
-        common.next_step("A job is training. Watch it live on the Train page.", "pages/train.py", "Watch training")
+        common.next_step("A job is training. Watch it live on the Train page.", registry.TRAIN.path, "Watch training")
 
 
 def shipped_model() -> None:
@@ -60,7 +60,7 @@ def shipped_model() -> None:
     score = "" if accuracy is None else f", test accuracy {accuracy:.3f}"
     common.next_step(f"Classify works at once, with no training: the shipped model — {stage.get('arch', '?')} "
                      f"trained on {stage.get('dataset', '?')} ({classes}){score} — labels your photos now.",
-                     "pages/classify.py", "Classify a photo", icon=":material/image_search:")
+                     registry.CLASSIFY.path, "Classify a photo", icon=":material/image_search:")
 
 
 def latest_runs(limit: int = 5) -> None:
@@ -79,16 +79,11 @@ def latest_runs(limit: int = 5) -> None:
 
 def links() -> None:
     st.subheader("Go to")
-    cols = st.columns(4)
-    for col, (page, label, icon, text) in zip(cols, (
-        ("pages/datasets.py", "Datasets", ":material/photo_library:", "import, inspect, build apple/pear/noise views"),
-        ("pages/train.py", "Train", ":material/model_training:", "presets or your own pipeline, live progress"),
-        ("pages/results.py", "Results", ":material/leaderboard:", "scratch vs transfer, the papers, one run in depth"),
-        ("pages/classify.py", "Classify", ":material/image_search:", "label photos, Grad-CAM, export the model"),
-    ), strict=True):
+    others = [p for p in registry.PAGES if p != registry.HOME]
+    for col, page in zip(st.columns(len(others)), others, strict=True):
         with col:
-            st.page_link(page, label=label, icon=icon)
-            st.caption(text)
+            st.page_link(page.path, label=page.title, icon=page.icon)
+            st.caption(page.blurb)
 
 
 def main() -> None:

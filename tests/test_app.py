@@ -15,9 +15,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import REPO_ROOT
+from pages.registry import HOME, PAGES
 
 APP = str(REPO_ROOT / "app.py")
-PAGES = ("pages/home.py", "pages/datasets.py", "pages/train.py", "pages/results.py", "pages/classify.py")
 TINY = {"arch": "alexnet4", "input_size": 48, "epochs": 1, "limit_per_class": 10, "batch_size": 16,
         "patience": 0}
 _TRAINED: dict[str, Path] = {}  # results roots already trained this session (shared with the e2e test)
@@ -80,7 +80,7 @@ def fresh_results(real_data_root, tmp_path, monkeypatch):
 def page(path: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=90).run()
     assert not at.exception, at.exception
-    if path != "pages/home.py":
+    if path != HOME.path:
         at.switch_page(path).run()
     return at
 
@@ -120,11 +120,11 @@ def edit_stage(at: AppTest, key: str, **fields) -> AppTest:
 # ---- a fresh clone ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", PAGES)
-def test_every_page_renders_with_no_data_and_no_runs(empty_roots, path):
-    at = page(path)
+@pytest.mark.parametrize("entry", PAGES, ids=[p.title for p in PAGES])
+def test_every_page_renders_with_no_data_and_no_runs(empty_roots, entry):
+    at = page(entry.path)
     assert not at.exception
-    assert at.title[0].value in ("TransferLab", "Datasets", "Train", "Results", "Classify")
+    assert at.title[0].value == ("TransferLab" if entry == HOME else entry.title)
     assert at.info, "an empty page says what to do next"
 
 
@@ -170,6 +170,7 @@ def test_home_says_import_first_and_links_every_page(empty_roots):
     assert "Import" in texts(at.info)
     assert {m.label: m.value for m in at.metric}["Runs"] == "0"
     assert len(at.page_link) >= 4
+    assert {p.title for p in PAGES if p != HOME} <= {link.label for link in at.page_link}
 
 
 def test_home_says_classify_works_at_once_with_the_shipped_model(empty_roots):

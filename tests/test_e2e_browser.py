@@ -24,6 +24,7 @@ from conftest import missing_prerequisite
 from test_app import fruit_image
 
 from core.config import REPO_ROOT
+from pages.registry import CLASSIFY, HOME, PAGES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realdata, pytest.mark.slow]
 
@@ -135,16 +136,22 @@ def shoot(page, name: str) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
-@pytest.mark.parametrize(("path", "name", "marker"), [
-    ("", "home", "Latest finished runs"),
-    ("datasets", "datasets", "Images per class and split"),
-    ("train", "train", "2 · Jobs"),
-    ("results", "results", "Scratch vs transfer"),
-])
-def test_page_opens_in_a_real_browser(page, server, path, name, marker):
-    page.goto(f"{server}/{path}")
+# what each page shows once drawn, and whether a Plotly chart is among it (Classify: its own test below)
+DRAWN = {"home": ("Latest finished runs", False), "datasets": ("Images per class and split", True),
+         "train": ("2 · Jobs", False), "results": ("Scratch vs transfer", True)}
+
+
+def test_every_page_is_opened():
+    assert set(DRAWN) | {CLASSIFY.url_path} == {p.url_path for p in PAGES}
+
+
+@pytest.mark.parametrize("entry", [p for p in PAGES if p.url_path in DRAWN], ids=lambda p: p.url_path)
+def test_page_opens_in_a_real_browser(page, server, entry):
+    name = entry.url_path
+    marker, chart = DRAWN[name]
+    page.goto(f"{server}/{'' if entry == HOME else name}")
     page.get_by_text(marker, exact=False).first.wait_for()
-    if name in ("datasets", "results"):
+    if chart:
         page.locator(".js-plotly-plot").first.wait_for()
     settle(page)
     assert page.get_by_text("Traceback").count() == 0
@@ -154,7 +161,7 @@ def test_page_opens_in_a_real_browser(page, server, path, name, marker):
 
 def test_classify_a_real_image_in_a_real_browser(page, server, imported_data):
     image = fruit_image(imported_data.root, "Pear")
-    page.goto(f"{server}/classify")
+    page.goto(f"{server}/{CLASSIFY.url_path}")
     upload = page.locator('[data-testid="stFileUploader"] input[type="file"]')
     upload.wait_for(state="attached")
     upload.set_input_files(str(image))
