@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import datasets
 from core.config import data_root, shared_data_dir
-from core.datasets_io import UPLOAD_PREFIX
+from core.data_import import UPLOAD_PREFIX
 from pages import common
 
 SAMPLE_SIZE = 64
