@@ -142,3 +142,13 @@ def test_mobilenet_v3_small_imagenet_offline_is_one_sentence(monkeypatch):
     with pytest.raises(TransferLabError) as info:
         models.build_model("mobilenet_v3_small", 3, 32, weights="imagenet")
     assert "could not be downloaded" in str(info.value) and _one_sentence(str(info.value))
+
+
+def test_validation_reads_the_registry_for_imagenet_weights(empty_roots):
+    from core.pipeline import StageConfig, validate_stage
+
+    errors = validate_stage(StageConfig(dataset="cifar10", arch="alexnet4", source="imagenet", freeze="all-but-head"))
+    assert errors["source"] == "there are no ImageNet weights for alexnet4"
+    errors = validate_stage(StageConfig(dataset="cifar10", arch="mobilenet_v3_small", source="imagenet",
+                                        freeze="all-but-head"))
+    assert "source" not in errors and "arch" not in errors
