@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core import datasets, models, runs, training, transfer
+from core import datasets, model_input, models, runs, training, transfer
 from core.config import TransferLabError
 from core.pipeline import StageConfig
 
@@ -107,7 +107,7 @@ def input_pipeline(limit: int | None) -> dict[str, float]:
     t0 = time.perf_counter()
     x, y, _ = datasets.load_split_arrays("fruits360", "train", SIZE, limit_per_class=limit)
     cold = len(x) / (time.perf_counter() - t0)
-    pre = models.preprocess_fn("alexnet4")
+    pre = model_input.preprocess("alexnet4", raw_pixels=True)
 
     def epoch() -> None:
         for _ in datasets.make_tf_dataset(x, y, batch_size=256, preprocess=pre, shuffle=True, seed=0):
@@ -143,13 +143,14 @@ def composite_pipeline(images: int = 256, sizes: tuple[int, ...] = (96, 224)) ->
 
 
 def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float,
-                        variants: bool = False) -> dict[str, Any]:
+                        variants: bool = False, parent_raw_pixels: bool = True) -> dict[str, Any]:
     """img/s for the three ways a stage trains, on the same images, one timed epoch each after warm-up;
     `variants`: all-trainable img/s for batch 64/128/256 with and without XLA, the settings one would try next."""
     import keras
     import tensorflow as tf
 
-    pre = models.preprocess_fn("alexnet4")
+    pre = model_input.preprocess("alexnet4", raw_pixels=True)
+    parent_pre = model_input.preprocess("alexnet4", parent_raw_pixels)
     out: dict[str, float] = {}
 
     def timed_fit(model: Any, data: np.ndarray, preprocess, batch_size: int = 64, jit: bool = False) -> float:
@@ -174,11 +175,11 @@ def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float,
 
     frozen = transfer.replace_head(parent, 3, seed=0)
     transfer.apply_freeze(frozen, "first:4")
-    out["frozen_prefix_img_s"] = timed_fit(frozen, x, pre)
+    out["frozen_prefix_img_s"] = timed_fit(frozen, x, parent_pre)
     k = transfer.cacheable_prefix(frozen)
     prefix, head = transfer.split_model(frozen, k)
     t0 = time.perf_counter()
-    feats = training.predict_batches(prefix, x, pre)
+    feats = training.predict_batches(prefix, x, parent_pre)
     out["feature_extraction_img_s"] = len(x) / (time.perf_counter() - t0)
     out["feature_cached_head_img_s"] = timed_fit(head, feats, lambda t: t)
     tf.keras.backend.clear_session() if hasattr(tf, "keras") else None
@@ -259,7 +260,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     x, y, _ = datasets.load_split_arrays("fruits360-3", "train", SIZE, limit_per_class=300 if quick else None)
     parent_id = _find_parent()
     parent = runs.load_model(parent_id) if parent_id else models.build_model("alexnet4", 103, SIZE, seed=1)
-    results["training"] = training_throughput(x, y, parent, results["matmul_peak_gflops"], variants=not quick)
+    results["training"] = training_throughput(x, y, parent, results["matmul_peak_gflops"], variants=not quick,
+                                              parent_raw_pixels=model_input.stage_takes_raw_pixels(parent_id))
     results["time_to_accuracy"] = time_to_accuracy(quick)
     from core.config import data_root
 

@@ -291,7 +291,7 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
                         errors["head"] = mismatch
     elif src not in ("scratch", "imagenet"):
         errors["source"] = "source must be scratch, previous, stage:N, imagenet or run:<run_id>"
-    if src == "imagenet" and stage.arch.startswith("alexnet"):
+    if src == "imagenet" and stage.arch in models.ARCHS and models.ARCHS[stage.arch].imagenet is None:
         errors["source"] = f"there are no ImageNet weights for {stage.arch}"
     if src == "scratch" and stage.freeze != "none":
         errors["freeze"] = "a stage from scratch trains every layer: use freeze 'none'"

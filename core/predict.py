@@ -1,15 +1,15 @@
-"""Classify images with a stored model: the training preprocessing, a compiled forward pass, Grad-CAM, export."""
+"""Classify images with a stored model: the training preprocessing, a compiled forward pass, Grad-CAM, export.
+
+Every export takes RGB 0..255 (a model stored before preprocessing moved inside gets it in front as plain Keras
+layers, `core.model_input`) and carries its class labels (`core.export`)."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import os
-import shutil
-import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from core import models, records, runs
+from core import archs, export, model_input, records, runs
 from core.calibration import Calibration
 from core.config import TransferLabError, atomic_write_bytes, data_root
 from core.images import load_rgb, open_image
@@ -111,12 +111,13 @@ class Classifier:
     input_size: int
     lite_model: bytes | None = None
     calibration: Calibration = Calibration()
+    raw_pixels: bool = False  # the model takes RGB 0..255; else the arch's external preprocessing comes first
 
     def __post_init__(self) -> None:
         import tensorflow as tf
 
-        self._preprocess = models.preprocess_fn(self.arch)
-        self._forward = tf.function(lambda t: self.model(self._preprocess(t), training=False), reduce_retracing=True)
+        self.preprocess = model_input.preprocess(self.arch, self.raw_pixels)
+        self._forward = tf.function(lambda t: self.model(self.preprocess(t), training=False), reduce_retracing=True)
         self._lite = _interpreter(self.lite_model) if self.lite_model else None
         self._lite_lock = threading.Lock()  # an interpreter is not thread-safe; Streamlit sessions share it
         self.probabilities(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))  # trace once
@@ -173,34 +174,35 @@ def _load_classifier(run_id: str, mtime: float) -> Classifier:
     if len(labels) != outputs:
         raise TransferLabError(f"Run {run_id}'s labels.json names {len(labels)} classes but its model has "
                                f"{outputs} outputs.")
-    if arch not in models.ARCHS:
+    if arch not in archs.ARCHS:
         raise TransferLabError(f"Run {run_id}'s config names an unknown architecture {arch!r}.")
+    raw = model_input.takes_raw_pixels(run_id)
     return Classifier(run_id, model, labels, arch, int(model.input_shape[1]),
-                      lite_model(run_id, model, arch, mtime), model_calibration(run_id))
+                      lite_model(run_id, model_input.raw_pixel_model(model, arch, raw), labels, mtime),
+                      model_calibration(run_id), raw)
 
 
-def _to_tflite(model: Any, arch: str) -> bytes:
-    """A flatbuffer that takes RGB 0..255: the arch's preprocessing is inside, as eager ops it would cost ~1.5 ms."""
-    import keras
+def _to_tflite(model: Any, labels: list[str]) -> bytes:
+    """A flatbuffer of a model that takes RGB 0..255 (preprocessing inside; as eager ops it would cost ~1.5 ms),
+    with its labels as metadata."""
     import tensorflow as tf
 
-    inp = keras.Input(model.input_shape[1:])
-    wrapped = keras.Model(inp, model(keras.layers.Lambda(models.preprocess_fn(arch))(inp)))
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints "Saved artifact at ..." to stdout
-        return tf.lite.TFLiteConverter.from_keras_model(wrapped).convert()
+        return export.with_labels(tf.lite.TFLiteConverter.from_keras_model(model).convert(), labels)
 
 
-def lite_model(run_id: str, model: Any, arch: str, mtime: float) -> bytes | None:
-    """The model as a LiteRT flatbuffer, converted once (~1.5 s) and kept in the data cache; None if it cannot be."""
+def lite_model(run_id: str, model: Any, labels: list[str], mtime: float) -> bytes | None:
+    """The model (taking RGB 0..255) as a LiteRT flatbuffer with its labels, converted once (~1.5 s) and kept in
+    the data cache; None if it cannot be."""
     try:
         from ai_edge_litert import interpreter  # noqa: F401
     except ImportError:
         return None
-    path = data_root() / ".cache" / "litert" / f"{run_id}-{int(mtime * 1e6)}.tflite"
+    path = data_root() / ".cache" / "litert" / f"{run_id}-{int(mtime * 1e6)}-labelled.tflite"
     if path.is_file():
         return path.read_bytes()
     try:
-        blob = _to_tflite(model, arch)
+        blob = _to_tflite(model, labels)
     except Exception:  # noqa: BLE001 - a model LiteRT cannot take still answers through tf.function
         return None
     with contextlib.suppress(OSError):  # a read-only data folder only costs the conversion next time
@@ -270,8 +272,7 @@ def gradcam(clf: Classifier, image: np.ndarray, class_index: int | None = None) 
     import keras
     import tensorflow as tf
 
-    preprocess = models.preprocess_fn(clf.arch)
-    x = preprocess(tf.convert_to_tensor(image[None], tf.float32))
+    x = clf.preprocess(tf.convert_to_tensor(image[None], tf.float32))
     with tf.GradientTape() as tape:
         h, conv = x, None
         for layer in clf.model.layers[1:]:
@@ -303,22 +304,18 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndar
 
 
 def export_model(spec: str, fmt: str) -> tuple[bytes, str]:
-    """The model as bytes and a file name: `.keras`, a zipped SavedModel, or `.tflite`."""
+    """The model as bytes and a file name: `.keras`, a zipped SavedModel, or `.tflite`; each takes RGB 0..255
+    and carries its labels (see the module docstring)."""
     if fmt not in EXPORT_FORMATS:
         raise TransferLabError(f"Unknown export format {fmt!r}; use {', '.join(EXPORT_FORMATS)}.")
     run_id = resolve_model(spec)
-    if fmt == "keras":
-        return runs.model_path(run_id).read_bytes(), f"{run_id}.keras"
     clf = load_classifier(run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        if fmt == "savedmodel":
-            target = Path(tmp) / "savedmodel"
-            clf.model.export(str(target), verbose=False)
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for path in target.rglob("*"):
-                    if path.is_file():
-                        zf.write(path, path.relative_to(target.parent))
-            shutil.rmtree(target, ignore_errors=True)
-            return buf.getvalue(), f"{run_id}-savedmodel.zip"
-        return clf.lite_model or _to_tflite(clf.model, clf.arch), f"{run_id}.tflite"
+    if fmt == "tflite" and clf.lite_model:
+        return clf.lite_model, f"{run_id}.tflite"
+    model = model_input.raw_pixel_model(clf.model, clf.arch, clf.raw_pixels)
+    if fmt == "tflite":
+        return _to_tflite(model, clf.labels), f"{run_id}.tflite"
+    if fmt == "keras":
+        stored = runs.model_path(run_id) if model is clf.model else None
+        return export.keras_bytes(model, clf.labels, stored), f"{run_id}.keras"
+    return export.savedmodel_zip(model, clf.labels), f"{run_id}-savedmodel.zip"

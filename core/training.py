@@ -19,7 +19,17 @@ from typing import Any
 import numpy as np
 
 import core
-from core import calibration, composite_stage, confusion, datasets, limits, models, runs, transfer
+from core import (
+    calibration,
+    composite_stage,
+    confusion,
+    datasets,
+    limits,
+    model_input,
+    models,
+    runs,
+    transfer,
+)
 from core.config import REPO_ROOT, TransferLabError, describe_os_error
 from core.pipeline import Experiment, StageConfig, check_experiment
 
@@ -321,7 +331,8 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     if stage.batch_size > len(x_tr):
         raise TransferLabError(f"batch size {stage.batch_size} is larger than the {len(x_tr)} training images.")
     runs.write_json(run_id, "labels.json", classes)
-    preprocess = models.preprocess_fn(stage.arch)
+    raw_pixels = model_input.stage_takes_raw_pixels(parent_run)  # a continued model keeps its parent's input
+    preprocess = model_input.preprocess(stage.arch, raw_pixels)
     data_time = time.perf_counter() - t_start
 
     report("building model")
@@ -410,6 +421,7 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
         "images_per_s": len(y_fit) * epochs_run / fit_time if fit_time else None,
         "trainable_params": counts["trainable"], "non_trainable_params": counts["non_trainable"],
         "total_params": counts["total"], "frozen_layers": frozen, "feature_cache": bool(split),
+        model_input.RAW_PIXELS: raw_pixels,
         "inference_ms_per_image": single_image_latency_ms(model, size),
         "n_train": len(x_tr), "n_fit": len(y_fit), "n_val": len(x_va), "n_test": len(x_te), "input_size": size,
         "classes": classes, "seed": stage.seed, "strategy": strategy_name(strategy),

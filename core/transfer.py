@@ -10,19 +10,21 @@ Freeze policies (docs/models.md): terms joined with "+" (or given as a list); th
     none            nothing frozen
     all             every layer frozen
     all-but-head    everything but the last top-level layer (paper D: only the new output layer trains)
-    first:K         the first K conv blocks: VGG blocks 1..K; otherwise the first K conv layers with every
-                    weighted layer before them and the BatchNorm layers they feed (alexnet4 first:3 =
-                    conv2d_1, batch_normalization_1, conv2d_2, batch_normalization_2, conv2d_3)
-    last-block      everything frozen but the last conv block and what follows it (VGG block5_*; alexnets
-                    the last conv layer; resnet/densenet conv5_*, mobilenet_v2 block_16_*, efficientnet and
-                    efficientnet_lite block7*)
+    first:K         what the registry's `first_k` counts (`core.archs`): "blocks", its numbered blocks 1..K
+                    (VGG); "convs", the first K conv layers with every weighted layer before them and the
+                    BatchNorm layers they feed (alexnet4 first:3 = conv2d_1, batch_normalization_1, conv2d_2,
+                    batch_normalization_2, conv2d_3)
+    last-block      everything frozen but the registry's last block and what follows it (VGG block5_*;
+                    alexnets the last conv layer; resnet/densenet conv5_*, mobilenet_v2 block_16_*,
+                    mobilenet_v3_small expanded_conv_10_*, efficientnet and efficientnet_lite block7*)
     batchnorm       every BatchNormalization layer: fine-tuning with "last-block+batchnorm" keeps their
                     statistics and inference-mode behaviour (the Keras fine-tuning guide's rule)
     <pattern>       any other term is a layer name or fnmatch pattern (e.g. "block*", "conv2d_?"); a nested
                     base's name (e.g. "resnet50") means all of its layers
 
-Only layers that own weights are frozen and reported. A term that matches no layer with weights, or first:K
-with K above the number of conv blocks, is a TransferLabError naming the term.
+Only layers that own weights are frozen and reported. A term that matches no layer with weights, first:K with
+K above the number of conv blocks, or first:K / last-block on a model whose architecture (its name, or `arch`)
+has no such rule in the registry, is a TransferLabError naming the term.
 """
 
 from __future__ import annotations
@@ -34,12 +36,9 @@ from typing import Any
 
 import keras
 
+from core import archs
+from core.archs import CONV_TYPES, ArchSpec
 from core.config import TransferLabError
-from core.models import _CONV_TYPES
-
-# The first layer of the last stage of a nested application, by the prefix of the base's name.
-LAST_STAGE = {"resnet": "conv5_", "densenet": "conv5_", "mobilenet": "block_16_", "efficientnet_lite": "block7",
-              "efficientnet": "block7"}
 
 _STOCHASTIC = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                "GaussianDropout", "AlphaDropout", "RandAugment", "AugMix", "MixUp", "CutMix"}
@@ -98,19 +97,33 @@ def _producer(layer: Any) -> Any:
         return None
 
 
-def _is_vgg(model: keras.Model) -> bool:
-    return any(re.match(r"^block\d+_conv\d+$", layer.name) for layer in model.layers)
+def _rule(model: keras.Model, arch: str | None, term: str, field: str) -> ArchSpec:
+    """The registry entry of the model's architecture, which must have the rule `field` that `term` needs."""
+    spec = archs.ARCHS.get(arch or model.name)
+    if spec is None or getattr(spec, field) is None:
+        what = f"architecture {spec.name}" if spec else f"model {model.name}, which is no registered architecture"
+        raise TransferLabError(f"Freeze policy {term!r} needs a {field!r} rule in the architecture registry, and "
+                               f"{what} has none.")
+    return spec
 
 
-def _first_k(model: keras.Model, leaves: list[Any], k: int, term: str) -> set[int]:
-    if _is_vgg(model):
-        blocks = sorted({int(m.group(1)) for layer in leaves if (m := re.match(r"^block(\d+)_", layer.name))})
+def _numbered_blocks(leaves: list[Any], pattern: str) -> list[tuple[int, int]]:
+    """(block number, leaf index) for every leaf in a numbered block."""
+    return [(int(m.group(1)), i) for i, layer in enumerate(leaves) if (m := re.match(pattern, layer.name))]
+
+
+def _first_k(spec: ArchSpec, leaves: list[Any], k: int, term: str) -> set[int]:
+    if spec.first_k == "blocks":
+        if spec.blocks in (None, archs.CONV_LAYERS):
+            raise TransferLabError(f"Freeze policy {term!r} counts numbered blocks, and architecture {spec.name} "
+                                   "names none in the registry.")
+        members = _numbered_blocks(leaves, spec.blocks)
+        blocks = sorted({b for b, _ in members})
         if k > len(blocks):
             raise TransferLabError(f"Freeze policy {term!r} asks for {k} conv blocks but this model has "
                                    f"{len(blocks)}.")
-        keep = {f"block{b}_" for b in blocks[:k]}
-        return {i for i, layer in enumerate(leaves) if layer.name.startswith(tuple(keep))}
-    convs = [i for i, layer in enumerate(leaves) if isinstance(layer, _CONV_TYPES)]
+        return {i for b, i in members if b in blocks[:k]}
+    convs = [i for i, layer in enumerate(leaves) if isinstance(layer, CONV_TYPES)]
     if k > len(convs):
         raise TransferLabError(f"Freeze policy {term!r} asks for {k} conv layers but this model has {len(convs)}.")
     cut = convs[k - 1]
@@ -121,20 +134,15 @@ def _first_k(model: keras.Model, leaves: list[Any], k: int, term: str) -> set[in
     return chosen
 
 
-def _last_block_start(model: keras.Model, pairs: list[tuple[Any, Any]]) -> int:
-    """Index into the leaves of the first layer of the last conv block."""
-    leaves = [leaf for leaf, _ in pairs]
-    if _is_vgg(model):
-        blocks = [int(m.group(1)) for layer in leaves if (m := re.match(r"^block(\d+)_", layer.name))]
-        last = f"block{max(blocks)}_"
-        return next(i for i, layer in enumerate(leaves) if layer.name.startswith(last))
-    for i, (leaf, top) in enumerate(pairs):
-        if top is not leaf:
-            prefix = next((p for fam, p in LAST_STAGE.items() if top.name.startswith(fam)), None)
-            if prefix and leaf.name.startswith(prefix):
-                return i
-    convs = [i for i, layer in enumerate(leaves) if isinstance(layer, _CONV_TYPES)]
-    return convs[-1] if convs else -1
+def _last_block_start(spec: ArchSpec, leaves: list[Any]) -> int:
+    """Index into the leaves of the first layer of the last conv block (-1: the model has none)."""
+    if spec.blocks == archs.CONV_LAYERS:
+        convs = [i for i, layer in enumerate(leaves) if isinstance(layer, CONV_TYPES)]
+        return convs[-1] if convs else -1
+    assert spec.blocks is not None
+    members = _numbered_blocks(leaves, spec.blocks)
+    last = max((b for b, _ in members), default=None)
+    return next((i for b, i in members if b == last), -1)
 
 
 def _terms(policy: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -149,7 +157,8 @@ def _terms(policy: str | list[str] | tuple[str, ...] | None) -> list[str]:
     return out or ["none"]
 
 
-def _resolve(model: keras.Model, policy: str | list[str], pairs: list[tuple[Any, Any]]) -> list[int]:
+def _resolve(model: keras.Model, policy: str | list[str], pairs: list[tuple[Any, Any]],
+             arch: str | None = None) -> list[int]:
     leaves = [leaf for leaf, _ in pairs]
     weighted = [bool(layer.weights) for layer in leaves]
     head = model.layers[-1]
@@ -163,7 +172,7 @@ def _resolve(model: keras.Model, policy: str | list[str], pairs: list[tuple[Any,
         elif low == "all-but-head":
             hits = {i for i, (_, top) in enumerate(pairs) if top is not head}
         elif low == "last-block":
-            start = _last_block_start(model, pairs)
+            start = _last_block_start(_rule(model, arch, term, "blocks"), leaves)
             hits = set(range(max(start, 0)))
         elif low == "batchnorm":
             hits = {i for i, leaf in enumerate(leaves) if isinstance(leaf, keras.layers.BatchNormalization)}
@@ -171,7 +180,7 @@ def _resolve(model: keras.Model, policy: str | list[str], pairs: list[tuple[Any,
             k = low[6:].strip()
             if not k.isdigit() or int(k) < 1:
                 raise TransferLabError(f"Freeze policy {term!r} needs a whole number of conv blocks, like first:3.")
-            hits = _first_k(model, leaves, int(k), term)
+            hits = _first_k(_rule(model, arch, term, "first_k"), leaves, int(k), term)
         else:
             hits = {i for i, (leaf, top) in enumerate(pairs)
                     if fnmatch.fnmatchcase(leaf.name, term) or (top is not leaf and fnmatch.fnmatchcase(top.name, term))}
@@ -182,10 +191,11 @@ def _resolve(model: keras.Model, policy: str | list[str], pairs: list[tuple[Any,
     return sorted(chosen)
 
 
-def resolve_freeze(model: keras.Model, policy: str | list[str]) -> list[str]:
-    """The names of the layers (with weights) that `policy` would freeze in `model`; changes nothing."""
+def resolve_freeze(model: keras.Model, policy: str | list[str], arch: str | None = None) -> list[str]:
+    """The names of the layers (with weights) that `policy` would freeze in `model`; changes nothing.
+    arch: the registry entry whose rules first:K and last-block follow (None: the model's name)."""
     pairs = _leaves(model)
-    return [pairs[i][0].name for i in _resolve(model, policy, pairs)]
+    return [pairs[i][0].name for i in _resolve(model, policy, pairs, arch)]
 
 
 def _unfreeze(layer: Any) -> None:
@@ -196,15 +206,16 @@ def _unfreeze(layer: Any) -> None:
         _unfreeze(sub)
 
 
-def apply_freeze(model: keras.Model, policy: str | list[str]) -> list[str]:
-    """Make every layer trainable, then freeze what `policy` names (see the module docstring).
+def apply_freeze(model: keras.Model, policy: str | list[str], arch: str | None = None) -> list[str]:
+    """Make every layer trainable, then freeze what `policy` names (see the module docstring; `arch` as in
+    `resolve_freeze`).
 
     Returns the names of the frozen layers (those with weights), in model order. Containers stay trainable;
     `trainable` is set per leaf. The caller must (re)compile the model after every call: Keras fixes the
     trainable weights when a model is compiled.
     """
     pairs = _leaves(model)
-    chosen = _resolve(model, policy, pairs)  # raises before anything changes
+    chosen = _resolve(model, policy, pairs, arch)  # raises before anything changes
     _unfreeze(model)
     for i in chosen:
         pairs[i][0].trainable = False
@@ -230,21 +241,26 @@ def _deterministic_frozen(layer: Any) -> bool:
     return True
 
 
+def _holds_weights(layers: list[Any]) -> bool:
+    """Whether caching the output of `layers` saves work: a weightless front (the preprocessing) saves none."""
+    return any(layer.weights for layer in layers)
+
+
 def _frozen_front(layers: list[Any]) -> int:
-    """Index of the last of layers[1:]'s leading frozen, deterministic layers (0: none)."""
+    """Index of the last of layers[1:]'s leading frozen, deterministic layers (0: none, or none with weights)."""
     k = 0
     for i in range(1, len(layers)):
         if not _deterministic_frozen(layers[i]):
             break
         k = i
-    return k
+    return k if _holds_weights(layers[1:k + 1]) else 0
 
 
 def cacheable_prefix(model: keras.Model) -> int:
     """k: index into `model.layers` (0 is the InputLayer) of the last layer of the longest prefix of frozen or
     weightless, deterministic layers (no Dropout / noise / random augmentation; BatchNorm only when frozen).
-    Its output can be computed once and cached. 0 when there is no such prefix, or when nothing after it
-    would train (the head must keep at least one trainable layer)."""
+    Its output can be computed once and cached. 0 when there is no such prefix, when it holds no weights (only
+    the preprocessing), or when nothing after it would train (the head must keep at least one trainable layer)."""
     layers = model.layers
     k = _frozen_front(layers)
     if k == 0 or k >= len(layers) - 1:
@@ -273,6 +289,8 @@ def _inner_split(base: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     deterministic layer whose output alone feeds everything after it (a block boundary, not inside a residual)."""
     inner = base.layers
     for cut in range(_frozen_front(inner), 0, -1):
+        if not _holds_weights(inner[1:cut + 1]):
+            break
         try:
             tail = keras.Model(inner[cut].output, base.output, name=f"{base.name}_tail")
         except ValueError:  # the rest also needs an earlier tensor (a skip connection): cut further back
