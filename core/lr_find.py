@@ -28,6 +28,7 @@ START_LR, END_LR, STEPS = 1e-7, 10.0, 200
 SMOOTHING = 0.98  # fastai's exponential moving average of the loss, with bias correction
 DIVERGED = 4.0  # stop once the smoothed loss passes this many times its minimum
 SKIP_START = 5  # batches before the divergence test applies (the first losses are noisy)
+SKIP_END = 5  # the last points (past the divergence) are left out of the suggestions
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -150,8 +151,9 @@ def find_lr(stage: Any, parent_run: str | None = None, *, steps: int = STEPS, st
     if len(losses) < 3:
         raise TransferLabError(f"The loss diverged at once (from {start_lr:g}): start the ramp lower.")
     smoothed = smooth(losses)
-    suggestions = {"valley": valley(lrs, smoothed), "steepest": steepest(lrs, smoothed),
-                   "minimum/10": lrs[int(np.argmin(smoothed))] / 10}
+    cut = slice(len(lrs) // 10, -SKIP_END) if len(lrs) >= 2 * SKIP_END + 10 else slice(None)
+    xs, ys = lrs[cut], smoothed[cut]  # fastai leaves out the first tenth and the last few points
+    suggestions = {"valley": valley(xs, ys), "steepest": steepest(xs, ys), "minimum/10": xs[int(np.argmin(ys))] / 10}
     return {"lrs": lrs, "losses": losses, "smoothed": smoothed, "suggestion": suggestions["valley"],
             "suggestions": suggestions, "steps": len(lrs), "stopped_early": len(lrs) < steps,
             "seconds": round(time.perf_counter() - t0, 2), "start_lr": start_lr, "end_lr": end_lr}
