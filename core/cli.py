@@ -8,6 +8,7 @@ import signal
 import sys
 import warnings
 
+from core import tune_cli
 from core.config import TransferLabError, describe_os_error
 from core.console import ConsoleProgress
 from core.console import print_json as _print_json
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true")
     be.add_argument("--json", action="store_true")
     be.set_defaults(func=cmd_bench)
+    tune_cli.register(sub)
     return p
 
 

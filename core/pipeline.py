@@ -50,6 +50,15 @@ class StageConfig:
     composite_copies: int = 2  # frozen-feature cache: composited copies cached beside the originals; 0: on the fly
     noise_images: int = 0  # extra 'noise' training images: backgrounds alone and CIFAR-10 scenes
     name: str = ""
+    # the fine-tuning toolkit (core.schedules, core.fine_tune, core.sweeps); the defaults train as before
+    schedule: str = "constant"  # constant | one_cycle | cosine, stepped per batch over the phase's epochs
+    warmup_epochs: float = 0.0  # linear warm-up from 0 (constant, cosine); one_cycle: the length of its rise
+    weight_decay: float | None = None  # decoupled weight decay; None: the optimizer's own (adamw 0.004, else none)
+    lr_mult: float = 1.0  # discriminative rates: the layer group d groups below the head trains at lr * lr_mult**d
+    fine_tune_epochs: int = 0  # > 0: after `epochs` with `freeze`, this many more epochs with `unfreeze`
+    unfreeze: str = "all"  # what trains in that second phase: all | last:K (the last K conv blocks); +batchnorm
+    unfreeze_divisor: float = 10.0  # the second phase's peak learning rate is learning_rate / unfreeze_divisor
+    sweep: list[str] = field(default_factory=list)  # the fields a sweep varies on this stage (core.sweeps)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,7 +233,7 @@ def apply_overrides(exp: Experiment, sets: list[str], repeats: int | None = None
 
 def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = False) -> dict[str, str]:
     """Field -> message for every wrong field that can be checked without building the model."""
-    from core import composite_stage, datasets, limits, models, runs
+    from core import composite_stage, datasets, fine_tune, limits, models, runs, schedules
 
     errors: dict[str, str] = {}
     listed = datasets.list_datasets()
@@ -259,6 +268,8 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
         errors["augment"] = f"unknown augmentation {', '.join(bad_aug)}; use {', '.join(AUGMENTATIONS)}"
     readable = stage.noise_images and entry and entry["available"]
     errors.update(composite_stage.stage_errors(stage, datasets.dataset_classes(stage.dataset) if readable else None))
+    errors.update(schedules.stage_errors(stage))
+    errors.update(fine_tune.stage_errors(stage))
     if stage.limit_per_class is not None and stage.limit_per_class < 2:
         errors["limit_per_class"] = "limit per class must be at least 2"
     if stage.arch in models.ARCHS and stage.input_size is not None:

@@ -24,10 +24,12 @@ from core import (
     composite_stage,
     confusion,
     datasets,
+    fine_tune,
     limits,
     model_input,
     models,
     runs,
+    schedules,
     transfer,
 )
 from core.config import REPO_ROOT, TransferLabError, describe_os_error
@@ -277,9 +279,7 @@ def _jax_forward(model: keras.Model, preprocess: Callable) -> Callable[[Any], An
 
 
 def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
-    return {"adam": keras.optimizers.Adam, "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate,
-            momentum=0.9), "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW}[name](
-        learning_rate=lr)
+    return schedules.make_optimizer(name, lr)
 
 
 def prepare_model(stage: StageConfig, num_classes: int, input_size: int, parent_run: str | None,
@@ -368,7 +368,8 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
                                                  augment=stage.augment or False, shuffle=True, seed=stage.seed,
                                                  composite=composite_stage.compositor(stage))
                 val_ds = datasets.make_batches(x_va, y_va, batch_size=512, preprocess=preprocess)
-            trainee.compile(optimizer=make_optimizer(stage.optimizer, stage.learning_rate),
+            steps_per_epoch = math.ceil(len(y_fit) / stage.batch_size)
+            trainee.compile(optimizer=schedules.stage_optimizer(stage, trainee, steps_per_epoch),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                             jit_compile="auto" if stage.jit_compile is None else stage.jit_compile)
     finally:
@@ -384,6 +385,8 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
     t_fit = time.perf_counter()
     hist = trainee.fit(train_ds, validation_data=val_ds, epochs=stage.epochs, callbacks=callbacks, verbose=0,
                        shuffle=False)
+    if stage.fine_tune_epochs:  # fastai's fine_tune: a second fit with more layers trainable
+        hist = fine_tune.second_phase(stage, model, hist, recorder, strategy, (x_tr, y_tr, x_va, y_va), preprocess)
     fit_time = time.perf_counter() - t_fit
     wall_time = time.perf_counter() - t_train
     if recorder.cancelled:
