@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import caveats, compare, records, report, run_admin, runs
+from core import caveats, compare, report, run_admin, runs, store
 from core.config import TransferLabError
 from pages import common, evaluations
 
@@ -311,13 +310,14 @@ def curves(history: list[dict[str, Any]], title: str = "") -> go.Figure | None:
 
 
 def confusion(run: dict[str, Any]) -> None:
-    stored = records.read_confusion(Path(run["path"]), MAX_HEATMAP_CLASSES)
+    stored = runs.read_confusion(run["run_id"], MAX_HEATMAP_CLASSES)
     if stored is None:
-        st.caption("No readable confusion matrix (the run did not finish, or confusion.json is malformed).")
+        st.caption(f"No readable confusion matrix (the run did not finish, or {store.CONFUSION} is malformed).")
         return
     classes, matrix = stored
     if matrix is None:
-        st.caption(f"{len(classes)} classes: too many to draw; confusion.csv in the run's folder holds the matrix.")
+        st.caption(f"{len(classes)} classes: too many to draw; {store.CONFUSION_CSV} in the run's folder holds the "
+                   "matrix.")
         return
     fig = px.imshow(matrix, x=classes, y=classes, text_auto=True, color_continuous_scale="Blues",
                     labels=dict(x="predicted", y="true", color="images"), aspect="auto")

@@ -9,6 +9,7 @@ import pytest
 
 from core import runs
 from core.config import TransferLabError
+from core.run_records import RunRecord
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,7 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def _new(parent=None, dataset="fruits360-3"):
-    return runs.create_run({"stage": {"dataset": dataset, "arch": "alexnet4"}, "parent_run": parent})
+    return runs.create_run(RunRecord(stage={"dataset": dataset, "arch": "alexnet4"}, parent_run=parent))
 
 
 def test_create_list_and_lineage():
@@ -99,7 +100,7 @@ def test_latest_model_run_ignores_unfinished_and_unloadable():
     _model_file(failed)
     diverged = _new()
     runs.set_status(diverged, "done")
-    runs.write_json(diverged, "metrics.json", {"train_loss": float("nan"), "test_accuracy": 0.5})
+    runs.write_metrics(diverged, {"train_loss": float("nan"), "test_accuracy": 0.5})
     _model_file(diverged)
     not_a_model = _new()
     runs.set_status(not_a_model, "done")
