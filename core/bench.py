@@ -7,6 +7,7 @@ and time to accuracy for transfer and scratch on fruits360-3. Medians throughout
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from core import datasets, model_input, models, runs, training, transfer
+from core import datasets, forward, hardware, model_input, models, runs, training, transfer
 from core.config import TransferLabError
 from core.pipeline import StageConfig
+from core.run_records import RunRecord
 
 SIZE = 48
 VARIANT_IMAGES = 4096  # a multiple of every batch size tried, so XLA compiles one shape; ~10 s a variant
@@ -179,7 +181,7 @@ def training_throughput(x: np.ndarray, y: np.ndarray, parent: Any, peak: float,
     k = transfer.cacheable_prefix(frozen)
     prefix, head = transfer.split_model(frozen, k)
     t0 = time.perf_counter()
-    feats = training.predict_batches(prefix, x, parent_pre)
+    feats = forward.predict_batches(prefix, x, parent_pre)
     out["feature_extraction_img_s"] = len(x) / (time.perf_counter() - t0)
     out["feature_cached_head_img_s"] = timed_fit(head, feats, lambda t: t)
     tf.keras.backend.clear_session() if hasattr(tf, "keras") else None
@@ -209,9 +211,9 @@ def _find_parent() -> str | None:
 
 
 def _train(stage: StageConfig, parent: str | None = None) -> tuple[str, dict[str, Any]]:
-    run_id = runs.create_run({"stage": stage.to_dict(), "preset": "bench", "parent_run": parent,
-                              "method": "scratch" if stage.source == "scratch" else "transfer",
-                              "command": "python -m core bench", "hardware": training.environment()})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), preset="bench", parent_run=parent,
+                                       method="scratch" if stage.source == "scratch" else "transfer",
+                                       command="python -m core bench", hardware=hardware.environment()))
     status = training.execute_run(run_id, stage, parent)
     run = runs.get_run(run_id)
     if status != "done":
@@ -252,7 +254,7 @@ def time_to_accuracy(quick: bool) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": training.environment(), "quick": quick}
+    results: dict[str, Any] = {"machine": dataclasses.asdict(hardware.environment()), "quick": quick}
     limit = 60 if quick else None
     results["input_pipeline"] = input_pipeline(limit)
     results["composite"] = composite_pipeline()

@@ -12,11 +12,12 @@ import shutil
 import time
 from pathlib import Path
 
-from core import runs
+from core import store
 from core.config import data_root, results_root
 
 STALE_AFTER_S = 6 * 3600
-_PID_IN_NAME = (re.compile(r"^\.model\.(\d+)\.tmp\.keras$"), re.compile(r"^tmp-(\d+)-.*\.zip$"))
+_PID_IN_NAME = (re.compile("^" + re.escape(store.TEMP_MODEL).replace(re.escape("{pid}"), r"(\d+)") + "$"),
+                re.compile(r"^tmp-(\d+)-.*\.zip$"))
 
 
 def _owner_gone(name: str) -> bool | None:
@@ -24,7 +25,7 @@ def _owner_gone(name: str) -> bool | None:
     for pattern in _PID_IN_NAME:
         found = pattern.match(name)
         if found:
-            return not runs._pid_alive(int(found[1]))
+            return not store.pid_alive(int(found[1]))
     return None
 
 
@@ -38,9 +39,9 @@ def _old(path: Path, now: float) -> bool:
 def stale_temp_files() -> list[Path]:
     """Every leftover under the data and results roots that no live process is writing."""
     now, found = time.time(), []
-    model_folders = [results_root() / runs.DEFAULT_MODEL_DIR, *(runs.runs_dir().iterdir() if runs.runs_dir().is_dir() else [])]
+    model_folders = [results_root() / store.DEFAULT_MODEL_DIR, *(store.runs_dir().iterdir() if store.runs_dir().is_dir() else [])]
     for folder in model_folders:
-        found += [p for p in folder.glob(".model.*.tmp.keras") if _owner_gone(p.name)] if folder.is_dir() else []
+        found += [p for p in folder.glob(store.TEMP_MODEL.format(pid="*")) if _owner_gone(p.name)] if folder.is_dir() else []
     downloads = data_root() / ".downloads"
     for path in downloads.glob("tmp*.zip") if downloads.is_dir() else []:
         gone = _owner_gone(path.name)

@@ -1,223 +1,35 @@
-"""`python -m core ...`: the same core the dashboard uses, for tests, background jobs and GPU servers."""
+"""`python -m core ...`: the same core the dashboard uses, for tests, background jobs and GPU servers. The
+arguments and the one-line errors live here; the commands themselves in core.cli_commands."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import warnings
 
 from core import tune_cli
+from core.cli_commands import (
+    cmd_bench,
+    cmd_classify,
+    cmd_datasets_export,
+    cmd_datasets_import,
+    cmd_datasets_list,
+    cmd_datasets_show,
+    cmd_evaluate,
+    cmd_jobs,
+    cmd_models_show,
+    cmd_runs_cancel,
+    cmd_runs_delete,
+    cmd_runs_list,
+    cmd_runs_report,
+    cmd_runs_ship_default,
+    cmd_runs_show,
+    cmd_runs_tag,
+    cmd_train,
+)
 from core.config import TransferLabError, describe_os_error
-from core.console import ConsoleProgress
-from core.console import print_json as _print_json
-from core.console import table as _table
-
-# ---- datasets ----------------------------------------------------------------------------------------------
-
-
-def cmd_datasets_import(args: argparse.Namespace) -> int:
-    from core import datasets
-
-    tty, shown = sys.stderr.isatty(), [-1]
-
-    def progress(message: str, fraction: float) -> None:
-        step = int(fraction * (100 if tty else 10))
-        if step != shown[0]:
-            shown[0] = step
-            print(f"\r{message}" if tty else message, end="" if tty else "\n", file=sys.stderr, flush=True)
-
-    report = datasets.import_dataset(args.source, name=args.name, progress=progress, exclude=args.exclude or (),
-                                     replace=args.replace)
-    print(file=sys.stderr)
-    _print_json(report.__dict__) if args.json else print(report.summary())
-    return 0
-
-
-def cmd_datasets_export(args: argparse.Namespace) -> int:
-    from core import datasets_io
-
-    counts = datasets_io.export_dataset(args.name, args.dest, args.size, args.quality, args.split or None)
-    print(f"Exported {args.name} at {args.size}px to {args.dest}: images per split {counts}")
-    return 0
-
-
-def cmd_datasets_list(args: argparse.Namespace) -> int:
-    from core import datasets
-
-    rows = datasets.list_datasets()
-    if args.json:
-        _print_json(rows)
-    else:
-        _table(rows, ["name", "kind", "available", "description"])
-    return 0
-
-
-def cmd_datasets_show(args: argparse.Namespace) -> int:
-    from core import datasets
-
-    info = datasets.describe(args.name)
-    if args.json:
-        _print_json(info)
-    else:
-        print(f"{info['name']}: {len(info['classes'])} classes")
-        rows = [{"class": c, **{s: info["counts"].get(s, {}).get(c, 0) for s in ("train", "val", "test")}}
-                for c in info["classes"]]
-        _table(rows, ["class", "train", "val", "test"])
-    return 0
-
-
-# ---- models ------------------------------------------------------------------------------------------------
-
-
-def cmd_models_show(args: argparse.Namespace) -> int:
-    from core import models
-
-    if args.arch not in models.ARCHS:
-        raise TransferLabError(f"Unknown arch {args.arch!r}; known: {', '.join(models.ARCHS)}.")
-    model = models.build_model(args.arch, args.classes, args.input_size)
-    counts = models.param_counts(model)
-    layers = models.describe_layers(model)
-    if args.json:
-        _print_json({"arch": args.arch, "total_params": counts["total"], "trainable_params": counts["trainable"],
-                     "non_trainable_params": counts["non_trainable"], "input_size": model.input_shape[1],
-                     "layers": layers})
-    else:
-        _table(layers, ["name", "type", "output_shape", "params", "trainable"])
-        print(f"total {counts['total']:,}  trainable {counts['trainable']:,}  non-trainable {counts['non_trainable']:,}")
-    return 0
-
-
-# ---- train / runs ------------------------------------------------------------------------------------------
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from core import pipeline, runs, training
-
-    if bool(args.preset) == bool(args.config):
-        raise TransferLabError("train needs exactly one of --preset NAME or --config FILE.")
-    exp = pipeline.load_preset(args.preset) if args.preset else pipeline.load_config_file(args.config)
-    exp = pipeline.apply_overrides(exp, args.set or [], args.repeats)
-    signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
-
-    def on_run(run_id: str, status: str) -> None:
-        if args.json:
-            return
-        error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
-        print(f"{run_id} {status}" + (f": {error}" if error else ""), flush=True)
-
-    results = training.run_experiment(exp, command=training.command_line(), job_id=args.job,
-                                      on_progress=ConsoleProgress(), on_run=on_run)
-    if args.json:
-        _print_json(results)
-    failed = [r for r in results if r["status"] != "done"]
-    return 0 if not failed else (3 if any(r["status"] == "cancelled" for r in failed) else 1)
-
-
-def cmd_runs_list(args: argparse.Namespace) -> int:
-    from core import runs
-
-    rows = runs.list_runs()
-    if args.json:
-        _print_json(rows)
-    else:
-        _table(rows, ["run_id", "status", "dataset", "arch", "freeze", "test_accuracy", "wall_time_s"])
-    return 0
-
-
-def cmd_runs_show(args: argparse.Namespace) -> int:
-    from core import run_admin, runs
-
-    run = runs.get_run(args.run_id)
-    _print_json({**{k: v for k, v in run.items() if k != "progress"}, **run_admin.read_notes(args.run_id)})
-    return 0
-
-
-def cmd_runs_delete(args: argparse.Namespace) -> int:
-    from core import run_admin
-
-    print(f"Deleted {', '.join(run_admin.delete_runs(args.run_ids, confirm=args.yes))}.")
-    return 0
-
-
-def cmd_runs_tag(args: argparse.Namespace) -> int:
-    from core import run_admin
-
-    _print_json(run_admin.update_notes(args.run_id, args.add or (), args.remove or (), args.note))
-    return 0
-
-
-def cmd_runs_cancel(args: argparse.Namespace) -> int:
-    from core import runs
-
-    runs.request_cancel(args.run_id)
-    print(f"Cancel requested for {args.run_id}.")
-    return 0
-
-
-def cmd_runs_report(args: argparse.Namespace) -> int:
-    from core import report
-
-    if args.write:
-        print(f"Wrote the findings into {report.write_readme()}.")
-    else:
-        print(report.findings_markdown(dataset=args.dataset))
-    return 0
-
-
-def cmd_runs_ship_default(args: argparse.Namespace) -> int:
-    from core import runs
-
-    path = runs.ship_default(args.run_id)
-    print(f"Run {args.run_id} is now the shipped default model ({path}).")
-    return 0
-
-
-def cmd_jobs(args: argparse.Namespace) -> int:
-    from core import jobs
-
-    if args.jobs_cmd == "run":
-        return jobs.run_job(args.job_id)
-    if args.jobs_cmd == "cancel":
-        jobs.cancel_job(args.job_id)
-        print(f"Cancel requested for job {args.job_id}.")
-        return 0
-    rows = jobs.list_jobs()
-    if args.json:
-        _print_json(rows)
-    else:
-        _table(rows, ["job_id", "status", "name", "created", "error"])
-    return 0
-
-
-def cmd_classify(args: argparse.Namespace) -> int:
-    from core import predict
-
-    results = predict.classify_paths(args.images, model=args.model, top_k=args.top_k)
-    if args.json:
-        _print_json(results)
-    else:
-        for r in results:
-            if r.get("error"):
-                print(f"{r['path']}: error: {r['error']}")
-            else:
-                top = ", ".join(f"{c} {p:.3f}" for c, p in list(r["probabilities"].items())[: args.top_k])
-                print(f"{r['path']}: {r['label']}  ({top})")
-    return 1 if any(r.get("error") for r in results) else 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core import evaluate
-
-    return evaluate.cli(args.run_id, args.dataset, args.map or [], args.split, args.json, args.tta)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from core import bench
-
-    return bench.main(quick=args.quick, as_json=args.json)
-
+from core.store import EVAL_SPLITS, NOTES
 
 # ---- parser ------------------------------------------------------------------------------------------------
 
@@ -282,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     rd.add_argument("--yes", action="store_true", help="delete even when other runs continue from it")
     rd.set_defaults(func=cmd_runs_delete, light=True)
-    rt = ru.add_parser("tag", help="add or remove tags and set the note of a run (in its notes.json)")
+    rt = ru.add_parser("tag", help=f"add or remove tags and set the note of a run (in its {NOTES})")
     rt.add_argument("run_id")
     rt.add_argument("--add", action="append", metavar="TAG")
     rt.add_argument("--remove", action="append", metavar="TAG")
@@ -301,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     jsub = jo.add_subparsers(dest="jobs_cmd", required=True)
     jl = jsub.add_parser("list", help="every job")
     jl.add_argument("--json", action="store_true")
+    jl.set_defaults(func=cmd_jobs, light=True)
     jr = jsub.add_parser("run", help="run a queued job (used by the dashboard)")
     jr.add_argument("job_id")
+    jr.set_defaults(func=cmd_jobs)
     jc = jsub.add_parser("cancel", help="cancel a queued or running job")
     jc.add_argument("job_id")
-    jo.set_defaults(func=cmd_jobs)
+    jc.set_defaults(func=cmd_jobs, light=True)
 
     cl = sub.add_parser("classify", help="classify image files with a stored model")
     cl.add_argument("images", nargs="+")
@@ -319,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("dataset")
     ev.add_argument("--map", action="append", metavar="DATASET_CLASS=MODEL_CLASS",
                     help="e.g. other=noise (repeatable; fnmatch patterns allowed; same names map by themselves)")
-    ev.add_argument("--split", choices=("test", "val", "train", "all"),
+    ev.add_argument("--split", choices=EVAL_SPLITS,
                     help="default: all for a set without train/test folders the model was not trained on, else test")
     ev.add_argument("--tta", action="store_true", help="average the test-time views, as Classify's option does")
     ev.add_argument("--json", action="store_true")

@@ -12,16 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from core.run_records import TABLE_COLUMNS
+
 METRICS = ("wall_time_s", "time_to_target_s", "test_accuracy", "kappa")
 FILTERS = ("preset", "dataset", "arch", "freeze", "device", "status")
 GROUPINGS = {"method": ("method",), "method + arch": ("method", "arch"), "pipeline": ("pipeline",),
              "method + freeze": ("method", "freeze")}
-TABLE_COLUMNS = (
-    "run_id", "status", "created", "preset", "pipeline", "stage_index", "repeat", "method", "dataset", "arch",
-    "source", "freeze", "seed", "epochs_run", "n_train", "test_accuracy", "val_accuracy", "kappa", "wall_time_s",
-    "time_to_target_s", "trainable_params", "non_trainable_params", "device", "has_model", "parent_run",
-    "pipeline_id", "error",
-)
 
 
 def _is_missing(value: Any) -> bool:
@@ -29,7 +25,8 @@ def _is_missing(value: Any) -> bool:
 
 
 def runs_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """All runs as one table with a fixed column order (empty, with the columns, when there are none)."""
+    """All runs as one table, in the column order of core.run_records.RunSummary, then any other columns of the
+    rows (e.g. tags); empty, with the columns, when there are none."""
     rows = list(rows)
     extra = [c for r in rows for c in r if c not in TABLE_COLUMNS]
     columns = list(TABLE_COLUMNS) + list(dict.fromkeys(extra))

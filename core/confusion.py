@@ -1,8 +1,8 @@
 """A run's test confusion matrix, stored once and compactly: sparse cells, never an n x n list in memory.
 
-`confusion.json` holds `{"classes", "sparse": [[true, predicted, count], ...]}` (only the non-zero cells: at
-most one per test image); `confusion.csv` is the dense table for up to DENSE_CSV_MAX classes (a spreadsheet's
-view) and the same non-zero cells in long form beyond that. Class names are quoted by the csv module.
+The JSON file (core.store.CONFUSION) holds `{"classes", "sparse": [[true, predicted, count], ...]}` (only the
+non-zero cells: at most one per test image); the CSV file (core.store.CONFUSION_CSV) is the dense table for up
+to DENSE_CSV_MAX classes (a spreadsheet's view) and the same non-zero cells in long form beyond that. Class names are quoted by the csv module.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from core.config import atomic_write_json
+from core.store import CONFUSION, CONFUSION_CSV
 
 DENSE_CSV_MAX = 200
 
@@ -37,9 +38,23 @@ def summary(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> dict[str, Any]:
     return {"accuracy": acc, "kappa": float(kappa), "tp": tp, "support": row, "predicted": col}
 
 
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, Cohen's kappa, the confusion matrix as sparse cells and per-class precision/recall/F1."""
+    n = len(classes)
+    m = summary(y_true, y_pred, n)
+    tp, support, predicted = m["tp"], m["support"], m["predicted"]
+    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=(precision + recall) > 0)
+    per_class = [{"class": c, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                 for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)]
+    return {"accuracy": m["accuracy"], "kappa": m["kappa"], "confusion": sparse_cells(y_true, y_pred, n),
+            "per_class": per_class}
+
+
 def write(folder: Path, classes: list[str], cells: list[list[int]]) -> None:
-    atomic_write_json(folder / "confusion.json", {"classes": classes, "sparse": cells})
-    _write_csv(folder / "confusion.csv", classes, cells)
+    atomic_write_json(folder / CONFUSION, {"classes": classes, "sparse": cells})
+    _write_csv(folder / CONFUSION_CSV, classes, cells)
 
 
 def _write_csv(path: Path, classes: list[str], cells: list[list[int]]) -> None:

@@ -12,9 +12,9 @@ _current: dict[str, Any] = {}  # the latest probe: {"thread": Thread, "answer": 
 
 def _probe(state: dict[str, Any]) -> None:
     try:
-        from core import training
+        from core import hardware
 
-        gpus = training.gpu_names()
+        gpus = hardware.gpu_names()
         state["answer"] = ", ".join(gpus) if gpus else "CPU — no GPU found"
     except Exception as exc:  # noqa: BLE001 - the sidebar must never take the page down
         state["answer"] = f"unknown ({type(exc).__name__})"

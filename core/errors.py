@@ -16,7 +16,8 @@ import numpy as np
 
 from core import confusion, datasets, predict, runs
 from core.config import TransferLabError
-from core.training import DATA_SEED, classification_metrics
+from core.confusion import classification_metrics
+from core.training import DATA_SEED
 
 BATCH = 256
 

@@ -21,8 +21,9 @@ from core import datasets, predict, runs
 from core.config import TransferLabError
 from core.console import print_json, table
 from core.data_store import read_meta
+from core.store import EVAL_SPLITS, now_iso
 
-SPLITS = runs.EVAL_SPLITS
+SPLITS = EVAL_SPLITS
 BATCH = 64
 NOISE_NAMES = ("noise", "other", "others", "rest", "background", "none", "negative", "unknown")
 
@@ -161,7 +162,7 @@ def evaluate(
               "by_dataset_class": {c: {m: int(np.sum((y == i) & (pred == j))) for j, m in enumerate(clf.labels)}
                                    for i, c in enumerate(classes)},
               "arch": clf.arch, "input_size": clf.input_size, "seconds": round(time.perf_counter() - t0, 2),
-              "evaluated_at": runs.now_iso()}
+              "evaluated_at": now_iso()}
     if store:
         result["path"] = str(runs.save_evaluation(clf.run_id, result))
     return result

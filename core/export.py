@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from core import store
+
 LABELS_FILE = "labels.txt"
 LABELS_METADATA = "labels"
 
@@ -44,7 +46,7 @@ def with_labels(blob: bytes, labels: list[str]) -> bytes:
 def keras_bytes(model: Any, labels: list[str], stored: Path | None = None) -> bytes:
     """The .keras archive of `model` (a copy of `stored`, its saved file, when given) with labels.txt inside."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
+        path = Path(tmp) / store.MODEL
         if stored is not None:
             shutil.copyfile(stored, path)
         else:

@@ -109,7 +109,7 @@ def second_phase(stage: Any, model: keras.Model, history: keras.callbacks.Histor
                  arrays: tuple[np.ndarray, ...], preprocess: Callable) -> keras.callbacks.History:
     """Unfreeze per `stage.unfreeze`, recompile at the lower rate and fit `fine_tune_epochs` more; returns the
     two phases' history as one. Skipped (the first history returned) when the first phase diverged."""
-    from core.training import predict_batches  # training calls this module: imported when first used
+    from core.forward import predict_batches
 
     first = history.history
     done = len(first.get("loss", []))

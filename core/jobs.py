@@ -15,31 +15,14 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from core import records, runs
-from core.config import (
-    REPO_ROOT,
-    TransferLabError,
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-    results_root,
-)
+from core import runs, store
+from core.config import REPO_ROOT, TransferLabError, atomic_write_json, read_json
 from core.pipeline import Experiment, check_experiment
+from core.store import job_dir, jobs_dir
 
 POLL_S = 0.5
-
-
-def jobs_dir() -> Path:
-    return results_root() / "jobs"
-
-
-def job_dir(job_id: str) -> Path:
-    from core.config import validate_name
-
-    return jobs_dir() / validate_name(job_id, "job id")
 
 
 def slots() -> int:
@@ -49,7 +32,7 @@ def slots() -> int:
 @contextmanager
 def _queue_lock():
     jobs_dir().mkdir(parents=True, exist_ok=True)
-    with open(jobs_dir() / "queue.lock", "a") as f:
+    with open(jobs_dir() / store.QUEUE_LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -58,11 +41,7 @@ def _queue_lock():
 
 
 def _update(job_id: str, **fields: Any) -> dict[str, Any]:
-    path = job_dir(job_id) / "status.json"
-    status = records.read_object(path)[0] or {}
-    status.update(fields, updated=time.time())
-    atomic_write_json(path, status)
-    return status
+    return store.update_status(job_dir(job_id), **fields, updated=time.time())
 
 
 def submit(exp: Experiment, launch: bool = True) -> str:
@@ -72,7 +51,7 @@ def submit(exp: Experiment, launch: bool = True) -> str:
     folder = job_dir(job_id)
     folder.mkdir(parents=True)
     _update(job_id, status="queued", runs=[])  # before job.json: a listed job always has a status
-    atomic_write_json(folder / "job.json", {"job_id": job_id, "created_ns": time.time_ns(), "name": exp.name,
+    atomic_write_json(folder / store.JOB, {"job_id": job_id, "created_ns": time.time_ns(), "name": exp.name,
                                             "experiment": exp.to_dict()})
     if launch:
         start_process(job_id)
@@ -82,7 +61,7 @@ def submit(exp: Experiment, launch: bool = True) -> str:
 def start_process(job_id: str) -> int:
     """Start the detached job process (its own session: it survives the app server)."""
     folder = job_dir(job_id)
-    log = open(folder / "log.txt", "ab")  # noqa: SIM115 - handed to the child
+    log = open(folder / store.LOG, "ab")  # noqa: SIM115 - handed to the child
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "core", "jobs", "run", job_id], cwd=REPO_ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -91,24 +70,20 @@ def start_process(job_id: str) -> int:
     return proc.pid
 
 
-def _alive(status: dict[str, Any]) -> bool:
-    return runs._pid_alive(status.get("pid"))
-
-
 def get_job(job_id: str) -> dict[str, Any]:
     folder = job_dir(job_id)
-    job = read_json(folder / "job.json")
+    job = read_json(folder / store.JOB)
     if not isinstance(job, dict):
         raise TransferLabError(f"Job {job_id!r} does not exist.")
-    status = records.read_object(folder / "status.json")[0] or {}
+    status = store.read_object(folder / store.STATUS)[0] or {}
     if not isinstance(status.get("pid") or 0, int):
-        status = {**status, "pid": None, "status": "failed", "error": "status.json's pid is not a process id"}
-    if status.get("status") not in runs.STATUSES:  # an older version's folder, or a torn status.json
-        status = {**status, "status": "failed", "error": "no readable status.json (interrupted, or written by "
-                                                         "an older version)"}
-    elif status.get("status") in ("queued", "running") and status.get("pid") and not _alive(status):
+        status = {**status, "pid": None, "status": "failed", "error": f"{store.STATUS}'s pid is not a process id"}
+    if status.get("status") not in store.STATUSES:  # an older version's folder, or a torn status.json
+        status = {**status, "status": "failed", "error": f"no readable {store.STATUS} (interrupted, or written "
+                                                         "by an older version)"}
+    elif status.get("status") in ("queued", "running") and status.get("pid") and not store.pid_alive(status["pid"]):
         status = {**status, "status": "failed", "error": "the job process ended unexpectedly (killed?)"}
-    return {**job, **status, "job_id": job_id, "progress": records.read_object(folder / "progress.json")[0] or {}}
+    return {**job, **status, "job_id": job_id, "progress": store.read_progress(folder)}
 
 
 def list_jobs() -> list[dict[str, Any]]:
@@ -128,7 +103,7 @@ def list_jobs() -> list[dict[str, Any]]:
 
 
 def log_tail(job_id: str, lines: int = 30) -> str:
-    path = job_dir(job_id) / "log.txt"
+    path = job_dir(job_id) / store.LOG
     try:
         with path.open("rb") as f:
             f.seek(max(0, path.stat().st_size - 20_000))
@@ -142,7 +117,7 @@ def cancel_job(job_id: str) -> None:
     job = get_job(job_id)
     if job["status"] not in ("queued", "running"):
         raise TransferLabError(f"Job {job_id} is already {job['status']}.")
-    atomic_write_text(job_dir(job_id) / "cancel", "cancel")
+    store.request_cancel(job_dir(job_id))
     for run_id in job.get("runs", []):
         try:
             if runs.get_run(run_id)["status"] in ("queued", "running"):
@@ -163,15 +138,15 @@ def _my_turn(job_id: str) -> bool:
 
 def run_job(job_id: str) -> int:
     """The job process: wait for a slot, then run the experiment in this process."""
-    from core import cleanup, training
+    from core import cleanup, experiment, training
     from core.console import ConsoleProgress
 
     _update(job_id, pid=os.getpid())
     cleanup.remove_stale_temp_files()
-    cancel_file = job_dir(job_id) / "cancel"
+    folder = job_dir(job_id)
     signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
     while True:
-        if cancel_file.exists() or training.CANCEL_EVENT.is_set():
+        if store.cancel_requested(folder) or training.CANCEL_EVENT.is_set():
             _update(job_id, status="cancelled", error="cancelled while queued", finished=time.time())
             return 3
         with _queue_lock():
@@ -182,7 +157,7 @@ def run_job(job_id: str) -> int:
 
     def watch_cancel() -> None:
         while not training.CANCEL_EVENT.is_set():
-            if cancel_file.exists():
+            if store.cancel_requested(folder):
                 training.CANCEL_EVENT.set()
             time.sleep(0.2)
 
@@ -191,7 +166,7 @@ def run_job(job_id: str) -> int:
     run_ids: list[str] = []
 
     def on_progress(info: dict[str, Any]) -> None:
-        atomic_write_json(job_dir(job_id) / "progress.json", info)
+        store.write_progress(folder, info)
         console(info)
 
     def on_run(run_id: str, status: str) -> None:
@@ -201,10 +176,10 @@ def run_job(job_id: str) -> int:
         error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
         print(f"run {run_id}: {status}" + (f": {error}" if error else ""), flush=True)
 
-    exp = Experiment.from_dict(read_json(job_dir(job_id) / "job.json")["experiment"])
+    exp = Experiment.from_dict(read_json(folder / store.JOB)["experiment"])
     try:
-        results = training.run_experiment(exp, command=f"python -m core jobs run {job_id}", job_id=job_id,
-                                          on_progress=on_progress, on_run=on_run)
+        results = experiment.run_experiment(exp, command=f"python -m core jobs run {job_id}", job_id=job_id,
+                                            on_progress=on_progress, on_run=on_run)
     except TransferLabError as exc:
         _update(job_id, status="failed", error=str(exc), finished=time.time())
         print(f"error: {exc}", flush=True)

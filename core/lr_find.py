@@ -20,9 +20,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from core import composite_stage, datasets, models, schedules, transfer
+from core import composite_stage, datasets, model_input, models, runs, schedules, transfer
 from core.config import TransferLabError
-from core.training import DATA_SEED, predict_batches, prepare_model
+from core.forward import predict_batches
+from core.training import DATA_SEED, StageData, prepare_model
 
 START_LR, END_LR, STEPS = 1e-7, 10.0, 200
 SMOOTHING = 0.98  # fastai's exponential moving average of the loss, with bias correction
@@ -103,8 +104,9 @@ def _trainee(stage: Any, parent_run: str | None, steps: int,
     rows = np.random.default_rng(stage.seed).permutation(len(x))[:steps * stage.batch_size]
     x, y = x[rows], y[rows]
     keras.utils.set_random_seed(stage.seed)
-    model, _ = prepare_model(stage, len(classes), size, parent_run, classes)
-    preprocess = models.preprocess_fn(stage.arch)
+    empty = (x[:0], y[:0])
+    model, _ = prepare_model(stage, StageData(x, y, *empty, *empty, classes, size), parent_run, runs)
+    preprocess = model_input.preprocess(stage.arch, model_input.stage_takes_raw_pixels(parent_run))
     cacheable = stage.feature_cache and not stage.augment and not stage.composite
     split = transfer.split_frozen(model) if cacheable else None
     if split:

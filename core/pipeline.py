@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.coerce import coerce
 from core.config import TransferLabError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -73,7 +73,7 @@ class StageConfig:
         if unknown:
             raise TransferLabError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}.")
         hints = typing.get_type_hints(cls)
-        values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        values = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
         return cls(**values)
 
 
@@ -96,7 +96,7 @@ class PipelineConfig:
         if unknown:
             raise TransferLabError(f"{where}: unknown field(s) {', '.join(unknown)}.")
         stages = [StageConfig.from_dict(s, f"{where}.stages.{i}") for i, s in enumerate(data["stages"])]
-        repeats = _coerce(data.get("repeats", 1), int, f"{where}.repeats")
+        repeats = coerce(data.get("repeats", 1), int, f"{where}.repeats")
         return cls(stages=stages, repeats=repeats, name=str(data.get("name", "pipeline")))
 
 
@@ -123,44 +123,6 @@ class Experiment:
             raise TransferLabError(f"config: unknown field(s) {', '.join(unknown)}.")
         pipes = [PipelineConfig.from_dict(p, f"pipelines.{i}") for i, p in enumerate(data["pipelines"])]
         return cls(pipelines=pipes, name=str(data.get("name", "custom")), description=str(data.get("description", "")))
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check a value against a field's type hint, allowing the JSON-natural conversions (int -> float)."""
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, option, where)
-            except TransferLabError as exc:
-                errors.append(str(exc))
-        raise TransferLabError(errors[0])
-    if typing.get_origin(hint) is list:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise TransferLabError(f"{where}: expected a list of names, got {value!r}.")
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    else:
-        return value
-    raise TransferLabError(f"{where}: expected {hint.__name__}, got {value!r}.")
 
 
 # ---- presets ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from core import archs, export, model_input, records, runs
 from core.calibration import Calibration
 from core.config import TransferLabError, atomic_write_bytes, data_root
 from core.images import load_rgb, open_image
+from core.store import LABELS
 
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 LITE_MAX_BATCH = 8  # up to this many images go one by one through LiteRT (no retracing of the TF function)
@@ -36,12 +37,12 @@ def resolve_model(spec: str = "latest") -> str:
     if spec == "latest":
         latest = runs.latest_model_run()
         shipped = str(model_record(runs.DEFAULT_MODEL_DIR).get("created") or "")
-        if latest and not (shipped and (runs.default_model_dir() / "model.keras").is_file()
+        if latest and not (shipped and runs.has_default_model()
                            and shipped > str(model_record(latest).get("created") or "")):
             return latest
         spec = runs.DEFAULT_MODEL_DIR
     if spec == runs.DEFAULT_MODEL_DIR:
-        if not (runs.default_model_dir() / "model.keras").is_file():
+        if not runs.has_default_model():
             raise TransferLabError("No model yet: train a run (Train page or `python -m core train`) first.")
         return spec
     runs.model_path(spec)
@@ -57,8 +58,8 @@ def best_model() -> str | None:
         return None
     candidates = [(r["test_accuracy"], r["run_id"]) for r in runs.list_runs()
                   if r["status"] == "done" and r["has_model"] and r["test_accuracy"] is not None]
-    if (runs.default_model_dir() / "model.keras").is_file():
-        shipped = records.read_metrics(runs.default_model_dir())[0].get("test_accuracy")
+    if runs.has_default_model():
+        shipped = records.read_metrics(runs.model_dir(runs.DEFAULT_MODEL_DIR))[0].get("test_accuracy")
         if shipped is not None:
             candidates.append((shipped, runs.DEFAULT_MODEL_DIR))
     for _, run_id in sorted(candidates, key=lambda c: c[0], reverse=True):  # stable: newest first on a tie
@@ -172,7 +173,7 @@ def _load_classifier(run_id: str, mtime: float) -> Classifier:
     labels, arch = runs.labels_for(run_id), model_record(run_id)["stage"].get("arch", "alexnet4")
     outputs = model.output_shape[-1]
     if len(labels) != outputs:
-        raise TransferLabError(f"Run {run_id}'s labels.json names {len(labels)} classes but its model has "
+        raise TransferLabError(f"Run {run_id}'s {LABELS} names {len(labels)} classes but its model has "
                                f"{outputs} outputs.")
     if arch not in archs.ARCHS:
         raise TransferLabError(f"Run {run_id}'s config names an unknown architecture {arch!r}.")

@@ -1,7 +1,8 @@
 """Validating readers for the stored records: a run's files and a dataset's `dataset.json`.
 
 Every file a user (or a crash, or an older version) may have left malformed is read here, checked against its
-shape, and turned into either a clean value or a one-line reason. Callers never see a malformed record.
+shape (for metrics: the types of core.run_records.StageMetrics), and turned into either a clean value or a
+one-line reason. Callers never see a malformed record: `get_run` gathers one run's files this way.
 """
 
 from __future__ import annotations
@@ -9,43 +10,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from core.config import read_json
+from core import store
+from core.config import TransferLabError, read_json
+from core.run_records import METRIC_KINDS
+from core.store import CONFIG, CONFUSION, LABELS, METRICS, MODEL, STATUS, STATUSES, json_kind, read_object
 
-RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled")
-
-_NUMERIC_METRICS = (
-    "test_accuracy", "test_loss", "kappa", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
-    "best_epoch", "epochs_run", "wall_time_s", "fit_time_s", "data_time_s", "eval_time_s", "time_to_target_s",
-    "target_accuracy", "ms_per_step", "images_per_s", "trainable_params", "non_trainable_params", "total_params",
-    "inference_ms_per_image", "n_train", "n_val", "n_test", "input_size", "seed", "replicas",
-)
-_STRING_LISTS = ("classes", "frozen_layers")
-
-
-def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(object, None) for a JSON object; (None, None) when the file is absent; (None, reason) otherwise."""
-    path = Path(path)
-    if not path.exists():
-        return None, None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        return None, f"{path.name} is not text"
-    except ValueError:
-        return None, f"{path.name} is not valid JSON"
-    except OSError as exc:
-        return None, f"{path.name} cannot be read ({exc.strerror or exc})"
-    if not isinstance(value, dict):
-        return None, f"{path.name} holds a JSON {_json_kind(value)}, not an object"
-    return value, None
-
-
-def _json_kind(value: Any) -> str:
-    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+_KIND_PROBLEMS = {"number": "is not a number", "names": "is not a list of names", "rows": "is not a list of rows",
+                  "object": "is not an object"}
 
 
 def is_number(value: Any) -> bool:
@@ -56,32 +33,37 @@ def is_string_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _has_kind(value: Any, kind: str) -> bool:
+    return {"number": is_number, "names": is_string_list, "object": lambda v: isinstance(v, dict),
+            "rows": lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)}[kind](value)
+
+
 # ---- runs ------------------------------------------------------------------------------------------------
 
 
 def read_config(folder: Path) -> tuple[dict[str, Any], list[str]]:
     """The run's config.json with `stage` always an object; problems as reasons."""
-    config, why = read_object(folder / "config.json")
+    config, why = read_object(folder / CONFIG)
     if config is None:
-        return {"stage": {}}, [why or "config.json is missing"]
+        return {"stage": {}}, [why or f"{CONFIG} is missing"]
     problems = []
     if not isinstance(config.setdefault("stage", {}), dict):
-        problems.append(f"config.json's stage is a {_json_kind(config['stage'])}, not an object")
+        problems.append(f"{CONFIG}'s stage is a {json_kind(config['stage'])}, not an object")
         config = {**config, "stage": {}}
     for key in ("created", "preset", "pipeline_name", "parent_run", "command"):
         if config.get(key) is not None and not isinstance(config[key], str):
-            problems.append(f"config.json's {key} is not a string")
+            problems.append(f"{CONFIG}'s {key} is not a string")
             config = {**config, key: None}
     return config, problems
 
 
 def read_status(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """status.json as an object with a known `status`; None when absent (an older version's run)."""
-    status, why = read_object(folder / "status.json")
+    status, why = read_object(folder / STATUS)
     if status is None:
         return None, [why] if why else []
-    if status.get("status") not in RUN_STATUSES:
-        return None, [f"status.json's status {status.get('status')!r} is not one of {', '.join(RUN_STATUSES)}"]
+    if status.get("status") not in STATUSES:
+        return None, [f"{STATUS}'s status {status.get('status')!r} is not one of {', '.join(STATUSES)}"]
     for key in ("pid", "heartbeat"):
         if status.get(key) is not None and not is_number(status[key]):
             status = {k: v for k, v in status.items() if k != key}
@@ -92,25 +74,14 @@ def read_status(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
 
 def read_metrics(folder: Path) -> tuple[dict[str, Any], list[str]]:
     """metrics.json with every known field of the right type (wrong ones dropped and named as problems)."""
-    metrics, why = read_object(folder / "metrics.json")
+    metrics, why = read_object(folder / METRICS)
     if metrics is None:
         return {}, [why] if why else []
     problems, clean = [], dict(metrics)
-    for key in _NUMERIC_METRICS:
-        if clean.get(key) is not None and not is_number(clean[key]):
-            problems.append(f"metrics.json's {key} is not a number")
+    for key, kind in METRIC_KINDS.items():
+        if clean.get(key) is not None and kind in _KIND_PROBLEMS and not _has_kind(clean[key], kind):
+            problems.append(f"{METRICS}'s {key} {_KIND_PROBLEMS[kind]}")
             clean[key] = None
-    for key in _STRING_LISTS:
-        if clean.get(key) is not None and not is_string_list(clean[key]):
-            problems.append(f"metrics.json's {key} is not a list of names")
-            clean[key] = None
-    rows = clean.get("per_class")
-    if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
-        problems.append("metrics.json's per_class is not a list of rows")
-        clean["per_class"] = None
-    if clean.get("calibration") is not None and not isinstance(clean["calibration"], dict):
-        problems.append("metrics.json's calibration is not an object")
-        clean["calibration"] = None
     clean.pop("confusion", None)  # older runs stored the matrix here too: confusion.json is the one copy
     return clean, problems
 
@@ -126,34 +97,29 @@ def divergence(metrics: dict[str, Any]) -> str | None:
 def model_file_ok(folder: Path) -> bool:
     """A cheap look at model.keras: a readable zip holding a Keras config (no weights are loaded)."""
     try:
-        with zipfile.ZipFile(folder / "model.keras") as zf:
-            return "config.json" in zf.namelist()
+        with zipfile.ZipFile(folder / MODEL) as zf:
+            return store.MODEL_ARCHIVE_CONFIG in zf.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
 
 
 def read_labels(folder: Path) -> tuple[list[str] | None, str | None]:
     """labels.json as a non-empty list of distinct class names; (None, reason) when it is not one."""
-    path = folder / "labels.json"
+    path = folder / LABELS
     if not path.exists():
         return None, None
     labels = read_json(path)
     if not is_string_list(labels) or not labels:
-        return None, "labels.json is not a list of class names"
+        return None, f"{LABELS} is not a list of class names"
     if len(set(labels)) != len(labels):
-        return None, "labels.json names a class twice"
+        return None, f"{LABELS} names a class twice"
     return labels, None
-
-
-def read_progress(folder: Path) -> dict[str, Any]:
-    progress, _ = read_object(folder / "progress.json")
-    return progress or {}
 
 
 def read_confusion(folder: Path, max_dense: int = 200) -> tuple[list[str], list[list[int]] | None] | None:
     """(classes, dense matrix) from confusion.json, sparse or (older runs) dense; the matrix is None above
     `max_dense` classes (too large to draw or hold); None when the file is absent or malformed."""
-    data, _ = read_object(folder / "confusion.json")
+    data, _ = read_object(folder / CONFUSION)
     if data is None or not is_string_list(data.get("classes")):
         return None
     classes, n = data["classes"], len(data["classes"])
@@ -201,6 +167,58 @@ def _number(value: Any) -> int | float | None:
     return None
 
 
+# ---- one run -----------------------------------------------------------------------------------------------
+
+
+def effective_status(status: dict[str, Any]) -> dict[str, Any]:
+    """A `running` run whose process is gone is reported as failed (it was killed or crashed)."""
+    if status.get("status") != "running":
+        return status
+    same_host = status.get("host") in (None, os.uname().nodename)
+    gone = not store.pid_alive(status.get("pid")) if same_host else (
+        time.time() - float(status.get("heartbeat", 0)) > store.HEARTBEAT_STALE_S)
+    if gone:
+        return {**status, "status": "failed", "error": "the training process ended without finishing (killed?)"}
+    return status
+
+
+def _status_of_older_run(folder: Path) -> dict[str, Any]:
+    """No (readable) status.json: an older version's finished run has metrics and a model; anything else
+    stopped before it finished (it is never `done`, so never `latest`)."""
+    if (folder / MODEL).is_file() and read_object(folder / METRICS)[0] is not None:
+        return {"status": "done", "note": f"no {STATUS} (written by an older version); metrics and model present"}
+    return {"status": "failed", "error": f"no {STATUS}: the run was interrupted (or written by an older "
+                                         "version) before it finished"}
+
+
+def list_evaluations(run_id: str) -> list[dict[str, Any]]:
+    """Every stored evaluation of the run's model, by file name; unreadable files are left out."""
+    found = (read_json(p) for p in store.evaluation_files(run_id))
+    return [e for e in found if isinstance(e, dict) and "dataset" in e and "confusion" in e]
+
+
+def get_run(run_id: str) -> dict[str, Any]:
+    """Everything about one run (or the shipped `default`), through the validating readers above: a malformed
+    file makes the run `failed` with the reason, never an exception."""
+    folder = store.model_dir(run_id)
+    if not folder.is_dir():
+        raise TransferLabError(f"Run {run_id!r} does not exist in {store.runs_dir()}.")
+    config, problems = read_config(folder)
+    status, status_problems = read_status(folder)
+    metrics, metric_problems = read_metrics(folder)
+    labels, label_problem = read_labels(folder)
+    problems += status_problems + metric_problems + ([label_problem] if label_problem else [])
+    status = effective_status(status or _status_of_older_run(folder))
+    if problems:
+        status = {**status, "status": "failed", "error": "unreadable run record: " + "; ".join(problems)}
+    elif status["status"] == "done" and (diverged := divergence(metrics)):
+        status = {**status, "status": "failed", "error": diverged}
+    return {"run_id": run_id, "config": config, "status": status["status"], "status_info": status,
+            "metrics": metrics, "labels": labels or [], "progress": store.read_progress(folder),
+            "has_model": (folder / MODEL).is_file(), "evaluations": list_evaluations(run_id),
+            "path": str(folder), "problems": problems}
+
+
 # ---- datasets --------------------------------------------------------------------------------------------
 
 DATASET_KINDS = ("local", "idx")
@@ -209,7 +227,7 @@ DATASET_KINDS = ("local", "idx")
 def dataset_problem(meta: Any) -> str | None:
     """Why a dataset.json cannot be used; None when it has every field the readers need."""
     if not isinstance(meta, dict):
-        return f"dataset.json holds a JSON {_json_kind(meta)}, not an object"
+        return f"dataset.json holds a JSON {json_kind(meta)}, not an object"
     if meta.get("kind") not in DATASET_KINDS:
         return f"dataset.json's kind {meta.get('kind')!r} is not one of {', '.join(DATASET_KINDS)}"
     if not is_string_list(meta.get("classes")) or not meta["classes"]:

@@ -1,5 +1,5 @@
 """Managing stored runs: delete (asking first when other runs continue from one), download as a zip, notes and
-tags kept in the run's `notes.json`."""
+tags kept in the run's notes file (core.store.NOTES)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from core import runs
+from core import runs, store
 from core.config import TransferLabError, atomic_write_json, read_json
 
-NOTES_FILE = "notes.json"
 MAX_NOTES_CHARS = 10_000
 MAX_TAGS = 20
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
-ZIP_FILES = ("config.json", "status.json", "metrics.json", "labels.json", "history.csv", "confusion.csv",
-             "confusion.json", "progress.json", NOTES_FILE, "model.keras")
 
 
 # ---- delete ------------------------------------------------------------------------------------------------
@@ -36,7 +33,7 @@ def check_delete(run_ids: Sequence[str]) -> dict[str, list[str]]:
     asked = set(run_ids)
     kept_children: dict[str, list[str]] = {}
     for run_id in run_ids:
-        if run_id == runs.DEFAULT_MODEL_DIR:
+        if run_id == store.DEFAULT_MODEL_DIR:
             raise TransferLabError("The shipped model `default` cannot be deleted (ship another run instead).")
         run = runs.get_run(run_id)
         if run["status"] in ("running", "queued"):
@@ -62,14 +59,14 @@ def delete_runs(run_ids: Sequence[str], confirm: bool = False) -> list[str]:
 
 def run_zip(run_id: str) -> bytes:
     """The run's folder as a zip (record, metrics, history, confusion, evaluations, model when present)."""
-    folder = runs.model_dir(runs.get_run(run_id)["run_id"])
+    folder = store.model_dir(runs.get_run(run_id)["run_id"])
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name in ZIP_FILES:
+        for name in store.ZIP_FILES:
             if (folder / name).is_file():
                 zf.write(folder / name, f"{run_id}/{name}")
-        for path in sorted((folder / "evaluations").glob("*.json")):
-            zf.write(path, f"{run_id}/evaluations/{path.name}")
+        for path in store.evaluation_files(run_id):
+            zf.write(path, f"{run_id}/{store.EVALUATIONS}/{path.name}")
     return buf.getvalue()
 
 
@@ -78,7 +75,7 @@ def run_zip(run_id: str) -> bytes:
 
 def read_notes(run_id: str) -> dict[str, Any]:
     """{"notes": str, "tags": [str]}; a missing or malformed file reads as empty."""
-    data = read_json(runs.model_dir(run_id) / NOTES_FILE, {})
+    data = read_json(store.model_dir(run_id) / store.NOTES, {})
     data = data if isinstance(data, dict) else {}
     notes = data.get("notes") if isinstance(data.get("notes"), str) else ""
     tags = [t for t in data.get("tags") or [] if isinstance(t, str) and _TAG_RE.match(t)] \
@@ -96,7 +93,7 @@ def validate_tag(tag: str) -> str:
 
 def write_notes(run_id: str, notes: str, tags: Iterable[str]) -> dict[str, Any]:
     """Replaces the run's notes and tags (written atomically); returns what was stored."""
-    if run_id == runs.DEFAULT_MODEL_DIR:
+    if run_id == store.DEFAULT_MODEL_DIR:
         raise TransferLabError("The shipped model `default` takes no notes: add them to the run it came from.")
     runs.get_run(run_id)
     if len(notes) > MAX_NOTES_CHARS:
@@ -105,7 +102,7 @@ def write_notes(run_id: str, notes: str, tags: Iterable[str]) -> dict[str, Any]:
     if len(clean) > MAX_TAGS:
         raise TransferLabError(f"A run takes at most {MAX_TAGS} tags.")
     stored = {"notes": notes, "tags": clean}
-    atomic_write_json(runs.run_dir(run_id) / NOTES_FILE, stored)
+    atomic_write_json(store.run_dir(run_id) / store.NOTES, stored)
     return stored
 
 

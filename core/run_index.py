@@ -1,7 +1,8 @@
-"""A summary index of the run store: `runs.list_runs()` rows kept in SQLite at `<results>/.run_index.sqlite`.
+"""A summary index of the run store: `runs.list_runs()` rows kept in SQLite in the results root
+(`core.store.index_path()`).
 
-Each row is stored with its folder's signature (the folder's mtime and the identity of `status.json` and
-`metrics.json`). `sync()` stats every folder, rebuilds only the rows whose signature changed (a folder written
+Each row is stored with its folder's signature (the folder's mtime and the identity of its status and metrics
+files). `sync()` stats every folder, rebuilds only the rows whose signature changed (a folder written
 behind the index's back included) and drops rows whose folder is gone; a missing, corrupt or older-schema index
 is rebuilt. The run store's writers call `refresh()` after each write. SQLite transactions keep the index
 whole; when it cannot be used at all (a read-only root), rows are read from the folders as before.
@@ -19,19 +20,16 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from core import runs
-from core.config import TransferLabError, results_root
+from core import records, store
+from core.config import TransferLabError
+from core.run_records import summary_row
+from core.store import index_path
 
-INDEX_NAME = ".run_index.sqlite"
 SCHEMA = "2"
-SIGNED_FILES = ("status.json", "metrics.json")
+SIGNED_FILES = (store.STATUS, store.METRICS)
 
 Row = dict[str, Any]
 _last_scan: dict[Path, float] = {}  # index file -> time.monotonic() of this process's last full check
-
-
-def index_path() -> Path:
-    return results_root() / INDEX_NAME
 
 
 def _signature(folder: Path, folder_mtime_ns: int) -> str:
@@ -49,7 +47,7 @@ def _scan() -> dict[str, str]:
     """Every run folder's signature, by run id."""
     found: dict[str, str] = {}
     try:
-        entries = os.scandir(runs.runs_dir())
+        entries = os.scandir(store.runs_dir())
     except (FileNotFoundError, NotADirectoryError):
         return found
     with entries:
@@ -65,7 +63,7 @@ def _scan() -> dict[str, str]:
 
 def _build(run_id: str) -> Row | None:
     try:
-        return runs.summary_row(runs.get_run(run_id))
+        return summary_row(records.get_run(run_id))
     except TransferLabError:
         return None
 
@@ -150,7 +148,7 @@ def _sync(con: sqlite3.Connection) -> str:
 def refresh(run_id: str) -> None:
     """After a write into one run's folder: its row again (or none, when the folder is gone). A missing index
     is left for the next reader to build (a training process does not spend disk on it)."""
-    folder = runs.runs_dir() / run_id
+    folder = store.run_dir(run_id)
     if not index_path().is_file():
         return
     try:
@@ -178,7 +176,7 @@ def load() -> list[Row]:
 
 
 def with_live_status(rows: list[Row]) -> list[Row]:
-    """A `running` row is read again: its process may have ended since (see `runs.effective_status`)."""
+    """A `running` row is read again: its process may have ended since (see `records.effective_status`)."""
     return [(_build(r["run_id"]) or r) if r["status"] == "running" else r for r in rows]
 
 

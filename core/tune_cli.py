@@ -66,7 +66,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def _run(exp: Experiment, args: argparse.Namespace) -> list[dict[str, str]]:
-    from core import runs, training
+    from core import experiment, runs, training
 
     signal.signal(signal.SIGTERM, lambda *_: training.CANCEL_EVENT.set())
 
@@ -75,8 +75,8 @@ def _run(exp: Experiment, args: argparse.Namespace) -> list[dict[str, str]]:
             error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
             print(f"{run_id} {status}" + (f": {error}" if error else ""), flush=True)
 
-    return training.run_experiment(exp, command=training.command_line(), job_id=args.job,
-                                   on_progress=ConsoleProgress(), on_run=on_run)
+    return experiment.run_experiment(exp, command=experiment.command_line(), job_id=args.job,
+                                     on_progress=ConsoleProgress(), on_run=on_run)
 
 
 def _show_table(name: str, as_json: bool) -> None:

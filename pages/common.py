@@ -88,7 +88,7 @@ def clear_run_caches() -> None:
 
 
 def has_default_model() -> bool:
-    return (runs.default_model_dir() / "model.keras").is_file()
+    return runs.has_default_model()
 
 
 def job_list() -> list[dict[str, Any]]:

@@ -4,14 +4,13 @@ per class, evaluations, layers, lineage, config, command and hardware)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import compare, records, runs
+from core import compare, runs, store
 from pages import charts, common, evaluations, results_manage
 
 MAX_HEATMAP_CLASSES = 200
@@ -32,13 +31,14 @@ def curves(run: dict[str, Any]) -> None:
 
 
 def confusion(run: dict[str, Any]) -> None:
-    stored = records.read_confusion(Path(run["path"]), MAX_HEATMAP_CLASSES)
+    stored = runs.read_confusion(run["run_id"], MAX_HEATMAP_CLASSES)
     if stored is None:
-        st.caption("No readable confusion matrix (the run did not finish, or confusion.json is malformed).")
+        st.caption(f"No readable confusion matrix (the run did not finish, or {store.CONFUSION} is malformed).")
         return
     classes, matrix = stored
     if matrix is None:
-        st.caption(f"{len(classes)} classes: too many to draw; confusion.csv in the run's folder holds the matrix.")
+        st.caption(f"{len(classes)} classes: too many to draw; {store.CONFUSION_CSV} in the run's folder holds the "
+                   "matrix.")
         return
     fig = px.imshow(matrix, x=classes, y=classes, text_auto=True, color_continuous_scale="Blues",
                     labels=dict(x="predicted", y="true", color="images"), aspect="auto")

@@ -217,14 +217,15 @@ def model_run(labels: tuple[str, ...] = TOY_CLASSES, dataset: str = "toy", size:
     """A run in the current results root with an untrained alexnet4 (or `model`), labels and metrics."""
     from core import models, runs
     from core.pipeline import StageConfig
+    from core.run_records import RunRecord
 
     stage = StageConfig(dataset=dataset, arch="alexnet4", input_size=size, epochs=1)
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": None, "command": "tests (faultkit)"})
-    runs.write_json(run_id, "labels.json", list(labels))
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), command="tests (faultkit)"))
+    runs.write_labels(run_id, list(labels))
     runs.save_model(run_id, model if model is not None else models.build_model("alexnet4", len(labels), size,
                                                                                 seed=0))
     if status == "done":
-        runs.write_json(run_id, "metrics.json", {"test_accuracy": 0.5, "epochs_run": 1})
+        runs.write_metrics(run_id, {"test_accuracy": 0.5, "epochs_run": 1})
     runs.set_status(run_id, status)
     time.sleep(1.05)  # run ids and 'created' have one-second resolution: keep newest-first order strict
     return run_id

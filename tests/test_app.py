@@ -50,9 +50,9 @@ def trained_results_root(imported_data, tmp_path_factory) -> Path:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("TRANSFERLAB_DATA_DIR", str(imported_data.root))
             mp.setenv("TRANSFERLAB_RESULTS_DIR", str(root))
-            from core import training
+            from core import experiment
 
-            results = training.run_experiment(tiny_experiment(), command="pytest tests/test_app.py (fixture)")
+            results = experiment.run_experiment(tiny_experiment(), command="pytest tests/test_app.py (fixture)")
         assert [r["status"] for r in results] == ["done"] * 4, results
         _TRAINED["root"] = root
     return _TRAINED["root"]
@@ -186,9 +186,9 @@ def test_home_says_classify_works_at_once_with_the_shipped_model(empty_roots):
 
 
 def test_classify_without_a_model_says_train_first(empty_roots, monkeypatch):
-    from core import runs
+    from core import store
 
-    monkeypatch.setattr(runs, "SHIPPED_MODEL_DIR", empty_roots / "no-shipped-model")  # no model anywhere
+    monkeypatch.setattr(store, "SHIPPED_MODEL_DIR", empty_roots / "no-shipped-model")  # no model anywhere
     at = page("pages/classify.py")
     assert "No model yet" in texts(at.info) and not at.file_uploader
 

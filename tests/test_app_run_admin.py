@@ -7,6 +7,7 @@ from faultkit import page, recorded_run
 from test_app import texts
 
 from core import run_admin, runs
+from core.run_records import RunRecord
 
 
 def test_results_notes_and_tags_are_saved_and_filter_the_table(empty_roots):
@@ -53,7 +54,7 @@ def test_results_delete_asks_first_for_a_run_others_continue_from(empty_roots):
 
 def test_results_a_run_without_children_deletes_at_once_and_a_running_one_cannot(empty_roots):
     done = recorded_run("s0", "scratch", 300.0, 0.90)
-    running = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})
+    running = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": "alexnet4"}))
     runs.set_status(running, "running")
     at = page("pages/results.py")
     at.selectbox(key="detail_run").set_value(running).run()
@@ -105,7 +106,7 @@ def test_train_estimates_the_run_time_from_measured_throughput(empty_roots):
     for i, (speed, on) in enumerate(measured):  # median 100 images/s on this device; the other is left out
         run_id = recorded_run(f"measured-{i}", "scratch", 10.0, 0.9, device=on)
         metrics = json.loads((runs.run_dir(run_id) / "metrics.json").read_text())
-        runs.write_json(run_id, "metrics.json", {**metrics, "images_per_s": speed, "input_size": 48})  # the index sees it
+        runs.write_metrics(run_id, {**metrics, "images_per_s": speed, "input_size": 48})  # the index sees it
     at = page("pages/train.py")
     _set_all(at, epochs=4, input_size=48, repeats=3)
     assert not at.exception and not at.error, texts(at.error)

@@ -5,6 +5,7 @@ import pytest
 
 from core import composite, composite_arrays, composite_stage, datasets, runs, training
 from core.pipeline import StageConfig, validate_stage
+from core.run_records import RunRecord
 
 pytestmark = pytest.mark.realdata
 SIZE = 64
@@ -97,7 +98,7 @@ def test_a_tiny_stage_with_composite_trains_on_both_paths(real_data_root, result
     small = dict(dataset="fruits360-3", epochs=1, limit_per_class=8, batch_size=8, patience=0)
 
     def run(stage: StageConfig, parent: str | None = None) -> dict:
-        run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": parent})
+        run_id = runs.create_run(RunRecord(stage=stage.to_dict(), parent_run=parent))
         assert training.execute_run(run_id, stage, parent) == "done", runs.get_run(run_id)["status_info"]
         return runs.get_run(run_id)
 

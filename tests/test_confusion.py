@@ -30,21 +30,16 @@ def test_odd_class_names_round_trip_through_confusion_csv(tmp_path):
 
 PEAK = """
 import json, resource, sys, numpy as np
-from core import training
+from pathlib import Path
+from core import confusion
 n, images = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 y_true = rng.integers(0, n, images).astype(np.int32)
 y_pred = np.where(rng.random(images) < 0.5, y_true, rng.integers(0, n, images))
 classes = [f"class {i:05d}" for i in range(n)]
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-test = training.classification_metrics(y_true, y_pred, classes)
-from pathlib import Path
-folder = Path(sys.argv[3])
-if hasattr(training, "confusion"):
-    training.confusion.write(folder, classes, test["confusion"])
-else:
-    from core.config import atomic_write_json
-    atomic_write_json(folder / "confusion.json", {"classes": classes, "matrix": test["confusion"]})
+test = confusion.classification_metrics(y_true, y_pred, classes)
+confusion.write(Path(sys.argv[3]), classes, test["confusion"])
 print(json.dumps({"peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
 """
 

@@ -16,6 +16,7 @@ from faultkit import page
 
 from core import cleanup, data_import, downloads, runs
 from core.config import TransferLabError
+from core.run_records import RunRecord
 
 
 class Trickle(http.server.BaseHTTPRequestHandler):
@@ -94,7 +95,7 @@ def test_leftovers_of_killed_processes_are_cleaned_at_start_up(data_dir, tmp_pat
     for path in (killed, live, legacy):
         path.write_bytes(b"PK")
     os.utime(legacy, (time.time() - 86400, time.time() - 86400))
-    run_id = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}, "parent_run": None})
+    run_id = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": "alexnet4"}))
     half = runs.run_dir(run_id) / f".model.{dead.pid}.tmp.keras"
     half.write_bytes(b"PK\x03\x04 cut short")
     assert cleanup.stale_temp_files() == sorted([killed, legacy, half])

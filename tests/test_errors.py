@@ -6,6 +6,7 @@ import pytest
 from core import cli, errors, runs, training
 from core.config import TransferLabError
 from core.pipeline import StageConfig
+from core.run_records import RunRecord
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def test_confused_pairs_are_off_diagonal_and_largest_first():
 
 def test_a_run_lists_its_wrong_test_images_by_loss(real_data_root, results_dir, capsys):
     stage = StageConfig(dataset="fruits360-3", epochs=1, limit_per_class=12, batch_size=32, patience=0)
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": None})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), parent_run=None))
     assert training.execute_run(run_id, stage, None) == "done"
     metrics = runs.get_run(run_id)["metrics"]
     result = errors.analyse(run_id, limit=5)
@@ -46,6 +47,6 @@ def test_a_run_lists_its_wrong_test_images_by_loss(real_data_root, results_dir, 
 
 
 def test_a_run_without_a_model_is_one_message(results_dir):
-    run_id = runs.create_run({"stage": StageConfig().to_dict(), "parent_run": None})
+    run_id = runs.create_run(RunRecord(stage=StageConfig().to_dict(), parent_run=None))
     with pytest.raises(TransferLabError, match="has no model to analyse"):
         errors.analyse(run_id)

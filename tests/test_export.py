@@ -18,6 +18,7 @@ from PIL import Image
 
 from core import archs, model_input, predict, runs
 from core.images import load_rgb
+from core.run_records import RunRecord
 
 READER = Path(__file__).with_name("export_reader.py")
 # a Fruits-360 Test image per class of the shipped model (apple / noise / pear: a banana is noise)
@@ -76,10 +77,10 @@ def _stored_before_preprocessing_moved_inside(arch: str) -> str:
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="predictions")(x), name=arch)
     model.get_layer("conv").set_weights([np.random.default_rng(0).normal(0, 0.05, (3, 3, 3, 4)), np.zeros(4)])
-    run_id = runs.create_run({"stage": {"dataset": "toy", "arch": arch}})
+    run_id = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": arch}))
     runs.save_model(run_id, model)
-    runs.write_json(run_id, "labels.json", ["a", "b", "c"])
-    runs.write_json(run_id, "metrics.json", {"test_accuracy": 0.5})
+    runs.write_labels(run_id, ["a", "b", "c"])
+    runs.write_metrics(run_id, {"test_accuracy": 0.5})
     runs.set_status(run_id, "done")
     return run_id
 
@@ -104,7 +105,7 @@ def test_a_model_stored_before_keeps_its_preprocessing_and_its_exports_take_raw_
 
 def test_a_run_records_whether_its_model_takes_raw_pixels(empty_roots):
     run_id = _stored_before_preprocessing_moved_inside("alexnet4")
-    runs.write_json(run_id, "metrics.json", {model_input.RAW_PIXELS: True})
+    runs.write_metrics(run_id, {model_input.RAW_PIXELS: True})
     assert model_input.takes_raw_pixels(run_id) and model_input.stage_takes_raw_pixels(None)
     assert model_input.preprocess("vgg16", raw_pixels=True) is archs.efficientnet_preprocess
     assert model_input.preprocess("vgg16", raw_pixels=False) is archs.caffe_preprocess

@@ -20,6 +20,7 @@ import pytest
 from faultkit import TOY_SIZE, model_run, page, toy_folder
 
 from core import datasets, jobs, predict, runs
+from core import store as store_paths
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment
 
@@ -77,7 +78,7 @@ def training_progress(job_id: str) -> dict | None:
 
 
 def gone(pid: int) -> bool:
-    return not runs._pid_alive(pid)
+    return not store_paths.pid_alive(pid)
 
 
 def assert_store_readable(run_id: str) -> None:
@@ -125,7 +126,7 @@ def test_sigterm_of_a_job_is_a_clean_cancel(store, monkeypatch):
     assert job["status"] == "cancelled", job
     assert run["status"] == "cancelled" and run["status_info"]["error"] == "cancelled by the user"
     assert not run["has_model"]
-    monkeypatch.setattr(runs, "SHIPPED_MODEL_DIR", store / "no-shipped-model")  # nor the repository's model
+    monkeypatch.setattr(store_paths, "SHIPPED_MODEL_DIR", store / "no-shipped-model")  # nor the repository's model
     with pytest.raises(TransferLabError, match="No model yet"):
         predict.resolve_model("latest")  # nothing finished: no half-trained model is offered
     assert_store_readable(prog["run_id"])
@@ -252,7 +253,7 @@ def _old_run(name: str, created: str, files: dict[str, object], model: str | Non
 
 def test_a_results_folder_from_an_older_version_stays_readable(store, monkeypatch):
     # only this folder's runs: the repository's shipped model (newer than these) would otherwise be `latest`
-    monkeypatch.setattr(runs, "SHIPPED_MODEL_DIR", store / "no-shipped-model")
+    monkeypatch.setattr(store_paths, "SHIPPED_MODEL_DIR", store / "no-shipped-model")
     stage = {**SHORT}
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -5,6 +5,7 @@ import pytest
 
 from core import fine_tune, models, runs, training
 from core.pipeline import StageConfig, validate_stage
+from core.run_records import RunRecord
 
 SMALL = dict(epochs=1, limit_per_class=12, batch_size=32, patience=0)
 
@@ -16,7 +17,7 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def _run(stage: StageConfig, parent: str | None = None) -> str:
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": parent})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), parent_run=parent))
     assert training.execute_run(run_id, stage, parent) == "done", runs.get_run(run_id)["status_info"]
     return run_id
 

@@ -41,6 +41,7 @@ from core import datasets, pipeline, predict, runs, training
 from core.config import TransferLabError
 from core.images import MAX_PIXELS, ImageError, load_rgb
 from core.pipeline import Experiment, StageConfig
+from core.run_records import RunRecord
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
 
@@ -391,7 +392,7 @@ def test_execute_run_records_a_runtime_refusal_as_failed(roots, case):
         stage, parent = StageConfig(**{**TOY, "source": "run:20200101-000000-gone", "freeze": "first:1"}), \
             "20200101-000000-gone"
         words = "Run 20200101-000000-gone has no saved model (model.keras missing)."
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": parent})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), parent_run=parent))
     assert training.execute_run(run_id, stage, parent) == "failed"
     run = runs.get_run(run_id)
     assert run["status_info"]["error"] == words and not run["has_model"]

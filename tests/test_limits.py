@@ -10,6 +10,7 @@ from faultkit import TOY_SIZE, model_run, toy_folder
 
 from core import datasets, pipeline, predict, runs, training
 from core.pipeline import Experiment, StageConfig
+from core.run_records import RunRecord
 
 TOY = {"dataset": "toy", "arch": "alexnet4", "input_size": TOY_SIZE, "epochs": 1, "batch_size": 4, "patience": 0}
 
@@ -51,7 +52,7 @@ def test_a_stage_in_range_passes(toy):
 def test_a_diverging_run_is_stopped_failed_and_never_latest(toy):
     good = model_run()
     stage = StageConfig(**{**TOY, "learning_rate": 1e9, "optimizer": "sgd", "epochs": 3})  # past validation
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": None})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict()))
     assert training.execute_run(run_id, stage, None) == "failed"
     run = runs.get_run(run_id)
     assert run["status"] == "failed" and "Training diverged: the loss became nan" in run["status_info"]["error"]

@@ -9,6 +9,7 @@ import pytest
 
 from core import archs, model_input, models, predict, runs, training
 from core.pipeline import StageConfig
+from core.run_records import RunRecord
 
 SMALL = dict(epochs=1, limit_per_class=12, batch_size=32, patience=0)
 
@@ -22,7 +23,7 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def _run(stage: StageConfig, parent: str | None = None) -> str:
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": parent})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), parent_run=parent))
     assert training.execute_run(run_id, stage, parent) == "done", runs.get_run(run_id)
     return run_id
 
@@ -34,10 +35,10 @@ def _old_alexnet4_run() -> str:
     x = inp
     for layer in built.layers[2:]:
         x = layer(x)
-    run_id = runs.create_run({"stage": StageConfig(dataset="fruits360-3").to_dict()})
+    run_id = runs.create_run(RunRecord(stage=StageConfig(dataset="fruits360-3").to_dict()))
     runs.save_model(run_id, keras.Model(inp, x, name="alexnet4"))
-    runs.write_json(run_id, "labels.json", ["apple", "noise", "pear"])
-    runs.write_json(run_id, "metrics.json", {"input_size": 48})
+    runs.write_labels(run_id, ["apple", "noise", "pear"])
+    runs.write_metrics(run_id, {"input_size": 48})
     runs.set_status(run_id, "done")
     return run_id
 

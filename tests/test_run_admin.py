@@ -8,6 +8,7 @@ import pytest
 
 from core import run_admin, runs
 from core.config import TransferLabError
+from core.run_records import RunRecord
 from tests.faultkit import assert_one_line_error, recorded_run, run_main
 
 
@@ -41,7 +42,7 @@ def test_deleting_parent_with_its_children_needs_no_confirmation(capsys):
 
 
 def test_delete_refuses_running_default_unknown_and_bad_ids(capsys):
-    running = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})
+    running = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": "alexnet4"}))
     runs.set_status(running, "running")
     assert_one_line_error(run_main(["runs", "delete", running], capsys), "running", "cancel")
     assert runs.run_dir(running).is_dir()

@@ -5,6 +5,7 @@ import pytest
 from core import cli, confusion, run_diff, runs
 from core.config import TransferLabError
 from core.pipeline import StageConfig
+from core.run_records import RunRecord
 
 
 def _record(run_id, **stage):
@@ -32,7 +33,7 @@ def test_metrics_side_by_side():
 
 def test_stored_runs_overlay_their_curves_and_confusions(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
-    ids = [runs.create_run({"stage": StageConfig(dataset="fruits360-3", learning_rate=lr).to_dict()})
+    ids = [runs.create_run(RunRecord(stage=StageConfig(dataset="fruits360-3", learning_rate=lr).to_dict()))
            for lr in (1e-3, 1e-2)]
     for run_id in ids:
         for epoch in (1, 2):

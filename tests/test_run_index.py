@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from core import run_index, runs
+from core import run_index, runs, store
+from core.run_records import RunRecord
 from tests.faultkit import recorded_run
 
 
@@ -51,7 +52,7 @@ def test_a_folder_changed_behind_the_index_shows_up(results_dir):
 
 
 def test_writes_through_the_store_update_the_index_and_its_version():
-    run_id = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})
+    run_id = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": "alexnet4"}))
     version = run_index.sync()
     runs.set_status(run_id, "failed", error="boom")
     with run_index._open() as con:  # the write itself stored the row: no folder needs rebuilding
@@ -71,10 +72,10 @@ def test_a_missing_or_corrupt_index_is_rebuilt(results_dir):
 
 
 def test_a_running_row_is_read_live(monkeypatch):
-    run_id = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})
+    run_id = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": "alexnet4"}))
     runs.set_status(run_id, "running", pid=os.getpid())
     assert runs.list_runs()[0]["status"] == "running"
-    monkeypatch.setattr(runs, "_pid_alive", lambda pid: False)  # the training process died; no file changed
+    monkeypatch.setattr(store, "pid_alive", lambda pid: False)  # the training process died; no file changed
     row = runs.list_runs()[0]
     assert row["status"] == "failed" and "ended without finishing" in row["error"]
 
@@ -90,6 +91,6 @@ def test_a_recent_check_is_reused_but_writes_through_the_store_show_at_once(monk
     version = run_index.sync(max_age_s=60)
     recorded_run("b", "scratch", 10.0, 0.6)  # behind the index's back, within max_age_s: not looked for yet
     assert run_index.sync(max_age_s=60) == version
-    run_id = runs.create_run({"stage": {"dataset": "toy", "arch": "alexnet4"}})  # through the store
+    run_id = runs.create_run(RunRecord(stage={"dataset": "toy", "arch": "alexnet4"}))  # through the store
     assert run_index.sync(max_age_s=60) != version and run_id in {r["run_id"] for r in run_index.load()}
     assert {"a", "b", run_id} == {r["run_id"] for r in runs.list_runs()}  # list_runs always checks

@@ -9,6 +9,7 @@ import pytest
 
 from core import runs
 from core.config import TransferLabError
+from core.run_records import RunRecord
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,7 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def _new(parent=None, dataset="fruits360-3"):
-    return runs.create_run({"stage": {"dataset": dataset, "arch": "alexnet4"}, "parent_run": parent})
+    return runs.create_run(RunRecord(stage={"dataset": dataset, "arch": "alexnet4"}, parent_run=parent))
 
 
 def test_create_list_and_lineage():
@@ -99,7 +100,7 @@ def test_latest_model_run_ignores_unfinished_and_unloadable():
     _model_file(failed)
     diverged = _new()
     runs.set_status(diverged, "done")
-    runs.write_json(diverged, "metrics.json", {"train_loss": float("nan"), "test_accuracy": 0.5})
+    runs.write_metrics(diverged, {"train_loss": float("nan"), "test_accuracy": 0.5})
     _model_file(diverged)
     not_a_model = _new()
     runs.set_status(not_a_model, "done")
@@ -125,3 +126,44 @@ def test_listing_commands_import_no_tensorflow_or_keras(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "[0, 0, 0] False False", out.stderr
+
+
+def test_the_folder_store_implements_the_run_store_protocol_and_rows_come_from_the_records():
+    import dataclasses
+
+    from core import store
+    from core.pipeline import StageConfig
+    from core.run_records import LIST_COLUMNS, TABLE_COLUMNS, Environment, RunRecord, RunSummary, StageMetrics
+
+    assert isinstance(runs, store.RunStore)
+    names = {"record": RunRecord, "stage": StageConfig, "metrics": StageMetrics}
+    for f in dataclasses.fields(RunSummary):
+        source = f.metadata["source"]
+        if source != "run":
+            known = {g.name for g in dataclasses.fields(names[source])} | (
+                {g.name for g in dataclasses.fields(Environment)} if source == "metrics" else set())
+            assert (f.metadata["key"] or f.name) in known, f.name
+    assert TABLE_COLUMNS[:3] == ("run_id", "status", "created") and set(LIST_COLUMNS) <= set(TABLE_COLUMNS)
+    _new()
+    assert list(runs.list_runs()[0]) == list(TABLE_COLUMNS)
+
+
+def test_run_and_job_file_names_are_written_only_in_the_store_module():
+    import ast
+    import re
+
+    from core import store
+    from core.config import REPO_ROOT
+
+    names = {v for k, v in vars(store).items() if k.isupper() and isinstance(v, str) and "." in v}
+    assert {"config.json", "status.json", "model.keras", "job.json", "log.txt", "history.csv"} <= names
+    pattern = re.compile("|".join(re.escape(n) for n in names))
+    found = []
+    for path in [*REPO_ROOT.glob("core/*.py"), *REPO_ROOT.glob("pages/*.py"), REPO_ROOT / "app.py"]:
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)
+                and n.body and isinstance(n.body[0], ast.Expr)}
+        found += [f"{path.name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                  and isinstance(n.value, str) and id(n) not in docs and pattern.search(n.value)
+                  and path.name != "store.py"]
+    assert found == []

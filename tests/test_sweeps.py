@@ -2,7 +2,7 @@
 
 import pytest
 
-from core import cli, pipeline, sweeps, training
+from core import cli, experiment, pipeline, sweeps
 from core.config import TransferLabError
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 
@@ -84,7 +84,7 @@ def test_a_tiny_real_sweep_runs_as_one_experiment_and_aggregates(real_data_root,
         StageConfig(dataset="fruits360-3", **SMALL)])])
     swept = sweeps.expand(exp, {"learning_rate": [1e-3, 3e-3]}, repeats=2)
     assert pipeline.validate_experiment(swept) == []
-    results = training.run_experiment(swept, command="pytest")
+    results = experiment.run_experiment(swept, command="pytest")
     assert [r["status"] for r in results] == ["done"] * 4
     table = sweeps.table("tiny-sweep-learning_rate")
     assert list(table["learning_rate"]) == [1e-3, 3e-3] and list(table["runs"]) == [2, 2]

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import runs, training
+from core import experiment, runs, training
 from core.config import REPO_ROOT
 from core.pipeline import Experiment, PipelineConfig, StageConfig
+from core.run_records import RunRecord
 
 METRIC_FIELDS = {
     "test_accuracy", "test_loss", "kappa", "per_class", "val_accuracy", "val_loss", "train_accuracy", "train_loss",
@@ -31,7 +32,7 @@ def results_dir(tmp_path, monkeypatch):
 
 
 def _run(stage: StageConfig, parent: str | None = None, **kw) -> str:
-    run_id = runs.create_run({"stage": stage.to_dict(), "parent_run": parent})
+    run_id = runs.create_run(RunRecord(stage=stage.to_dict(), parent_run=parent))
     assert training.execute_run(run_id, stage, parent, **kw) in ("done", "cancelled"), runs.get_run(run_id)
     return run_id
 
@@ -42,7 +43,7 @@ def test_three_stage_pipeline_leaves_three_linked_done_runs(real_data_root, resu
         StageConfig(dataset="fruits360", source="previous", freeze="first:3", **SMALL),
         StageConfig(dataset="fruits360-3", source="previous", freeze="first:4", **SMALL),
     ])])
-    results = training.run_experiment(exp, command="pytest")
+    results = experiment.run_experiment(exp, command="pytest")
     assert [r["status"] for r in results] == ["done"] * 3
     chain = runs.lineage(results[-1]["run_id"])
     assert [r["run_id"] for r in chain] == [r["run_id"] for r in results]
