@@ -141,7 +141,7 @@ def test_sidebar_shows_device_and_roots(empty_roots):
 def test_first_page_renders_while_the_gpu_probe_is_still_looking(empty_roots, monkeypatch):
     import threading
 
-    from core import device_probe, training
+    from core import device_probe, hardware
 
     answer = threading.Event()
 
@@ -149,7 +149,7 @@ def test_first_page_renders_while_the_gpu_probe_is_still_looking(empty_roots, mo
         answer.wait(60)
         return ["Test GPU"]
 
-    monkeypatch.setattr(training, "gpu_names", slow_gpu_names)
+    monkeypatch.setattr(hardware, "gpu_names", slow_gpu_names)
     device_probe.start(again=True)
     try:
         at = page("pages/home.py")
