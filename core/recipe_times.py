@@ -85,8 +85,9 @@ def report_lines(table: list[dict[str, Any]]) -> list[str]:
             continue
         acc = "—" if row["test_accuracy"] is None else f"{row['test_accuracy']:.4f}"
         wall = "—" if row["wall_time_s"] is None else f"{row['wall_time_s']:.1f} s"
+        n = row["runs"]
         lines.append(f"  {row['preset']} · {row['device']} · {row['pipeline']} stage {row['stage']} "
-                     f"{row['dataset']} ({row['n_train']:,} train images, {row['runs']} run{'s' if row['runs'] != 1 else ''}): test {acc}, wall "
-                     f"{wall}; " + ", ".join(f"to {t}: {_seconds(row['times'][t], row['runs'])}"
-                                             for t in THRESHOLDS))
+                     f"{row['dataset']} ({row['n_train']:,} train images, {n} run{'s' if n != 1 else ''}): "
+                     f"test {acc}, wall {wall}; "
+                     + ", ".join(f"to {t}: {_seconds(row['times'][t], n)}" for t in THRESHOLDS))
     return lines
