@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import plotly.graph_objects as go
@@ -27,4 +28,23 @@ def curves(history: list[dict[str, Any]], title: str = "") -> go.Figure | None:
                               row=1, col=col)
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=50, b=10), title=title or None)
+    return fig
+
+
+def lr_curve(result: dict[str, Any]) -> go.Figure:
+    """core.lr_find's loss (and its smoothed line) against the rate on a log axis, the suggestions marked."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=result["lrs"], y=result["losses"], mode="lines", name="loss",
+                             line=dict(color="#c7c7c7", width=1)))
+    fig.add_trace(go.Scatter(x=result["lrs"], y=result["smoothed"], mode="lines", name="smoothed",
+                             line=dict(color=SPLIT_COLORS["train"], width=2)))
+    for (label, rate), symbol in zip(result["suggestions"].items(), ("star", "triangle-down", "circle"), strict=True):
+        i = min(range(len(result["lrs"])), key=lambda k: abs(math.log(result["lrs"][k] / rate)))
+        fig.add_trace(go.Scatter(x=[rate], y=[result["smoothed"][i]], mode="markers", name=f"{label} {rate:.1e}",
+                                 marker=dict(symbol=symbol, size=14 if label == "valley" else 10)))
+    fig.add_vline(x=result["suggestion"], line_dash="dash", line_color=SPLIT_COLORS["val"])
+    low, high = min(result["smoothed"]), max(result["smoothed"][: max(1, len(result["smoothed"]) // 2)])
+    fig.update_xaxes(type="log", title_text="learning rate")
+    fig.update_yaxes(title_text="training loss", range=[low - 0.1 * abs(low), high + 0.5 * abs(high - low) + 1e-9])
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
     return fig
