@@ -18,12 +18,6 @@ from pages.train_table import set_cell
 MIN_STEPS, DEFAULT_STEPS = 10, 100
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _find(root: str, data: str, stage_json: str, parent: str | None, mtime: float, steps: int,
-          _stage: StageConfig, _progress: Any) -> dict[str, Any]:
-    return lr_find.find_lr(_stage, parent, steps=steps, progress=_progress)
-
-
 def rate_text(rate: float) -> str:
     """7.2e-4: two significant digits, no padded exponent (what the button says and writes)."""
     mantissa, exponent = f"{rate:.1e}".split("e")
@@ -49,13 +43,12 @@ def parent_choice(stage: StageConfig, key: str) -> str | None:
 
 
 def run_finder(stage: StageConfig, parent: str | None, steps: int) -> dict[str, Any] | None:
-    """Runs (or recalls) the finder with its progress shown; None when it failed (the message is shown)."""
+    """Runs the finder with its progress shown (the session keeps the result: st.cache_data cannot replay a
+    status drawn outside it); None when it failed (the message is shown)."""
     with common.error_boundary("The learning-rate finder") as finding:
         stage, parent = lr_find.finder_stage(stage, parent)
         with st.status("Finding a learning rate…") as status:
-            result = _find(common.results_key(), common.data_key(), json.dumps(stage.to_dict(), sort_keys=True),
-                           parent, common.model_mtime(parent) if parent else 0.0, steps, stage,
-                           lambda message: status.update(label=message))
+            result = lr_find.find_lr(stage, parent, steps=steps, progress=lambda message: status.update(label=message))
             status.update(label=f"Done: {result['steps']} steps in {result['seconds']:.1f} s", state="complete")
     return None if finding.failed else result
 
