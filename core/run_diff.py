@@ -14,7 +14,7 @@ import pandas as pd
 from core import records, runs
 from core.config import TransferLabError
 
-IGNORED = ("created",)  # differs for every run and says nothing about how it was trained
+IGNORED = ("created", "run_id")  # differ for every run and say nothing about how it was trained
 HEADLINE = ("test_accuracy", "kappa", "val_accuracy", "test_loss", "wall_time_s", "time_to_target_s", "epochs_run",
             "best_epoch", "trainable_params", "non_trainable_params", "images_per_s", "device")
 

@@ -70,7 +70,8 @@ def sweep(frame: pd.DataFrame, fields: list[str]) -> go.Figure:
                 and value is not None, name=f"{fields[1]}={value}" if value is not None else metric,
                 line=dict(color=palette[k % len(palette)]),
                 error_y=dict(type="data", array=_none_for_nan(part[f"{metric}_std"]), visible=True)), row=1, col=col)
-    fig.update_xaxes(title_text=fields[0], type="category")
+    fig.update_xaxes(title_text=fields[0], type="category", categoryorder="array",
+                     categoryarray=list(dict.fromkeys(str(v) for v in frame[fields[0]])))  # the sweep's order
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
