@@ -94,6 +94,9 @@ def lr_finder(name: str, table: pd.DataFrame, form: FormResult) -> None:
     found = st.session_state.get(f"lr_found_{name}")
     if found and found["row"] == r:
         show_result(name, table, found, current)
+        if stage.limit_per_class:
+            st.caption(f"⚠ On {stage.limit_per_class} images per class (the stage's limit) the batches repeat "
+                       "and the curve is noisy: read the suggestion as a rough range.")
     else:
         st.caption("Loss against an exponentially growing rate: the suggestion sits where the loss falls fastest, "
                    "well before it blows up.")
