@@ -3,6 +3,8 @@
 Prints the input pipeline (cold decode vs warm cache), training throughput (all layers / frozen prefix /
 feature-cached head), the machine's fp32 matmul roofline and alexnet4's share of it, single-image latency,
 and time to accuracy for transfer and scratch on fruits360-3. Medians throughout; ratios from this run only.
+Beside them, from the stored runs: the fine-tuning recipe's time to 0.99 / 0.995 next to paper B's stages
+(core.recipe_times).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core import datasets, forward, hardware, model_input, models, runs, training, transfer
+from core import datasets, forward, hardware, model_input, models, recipe_times, runs, training, transfer
 from core.config import TransferLabError
 from core.pipeline import StageConfig
 from core.run_records import RunRecord
@@ -255,6 +257,7 @@ def time_to_accuracy(quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": dataclasses.asdict(hardware.environment()), "quick": quick}
+    results["stored_times"] = recipe_times.stage_times()  # before time_to_accuracy points the store elsewhere
     limit = 60 if quick else None
     results["input_pipeline"] = input_pipeline(limit)
     results["composite"] = composite_pipeline()
@@ -306,6 +309,8 @@ def report(r: dict[str, Any]) -> str:
                      f"{m['images_per_s']:.0f} img/s, feature cache {m['feature_cache']}")
     lines.append(f"transfer / scratch wall time: {tta['transfer_over_scratch_time']:.3f} (goal <= {1 / 12:.3f}); "
                  f"parent: {tta['parent']}")
+    if r.get("stored_times"):
+        lines += recipe_times.report_lines(r["stored_times"])
     lat = r["latency"]
     if "error" in lat:
         lines.append(f"latency: {lat['error']}")

@@ -12,6 +12,7 @@ curve), `steepest` (the steepest fall) and `minimum / 10`. `suggestion` is the v
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -159,3 +160,19 @@ def find_lr(stage: Any, parent_run: str | None = None, *, steps: int = STEPS, st
     return {"lrs": lrs, "losses": losses, "smoothed": smoothed, "suggestion": suggestions["valley"],
             "suggestions": suggestions, "steps": len(lrs), "stopped_early": len(lrs) < steps,
             "seconds": round(time.perf_counter() - t0, 2), "start_lr": start_lr, "end_lr": end_lr}
+
+
+def finder_stage(stage: Any, parent: str | None = None) -> tuple[Any, str | None]:
+    """The stage as the finder trains it, and the run its model starts from. `parent` (a finished run) replaces
+    the stage's source; a stage that continues an earlier stage of its pipeline (previous, stage:N) needs one."""
+    from core import pipeline
+
+    if parent:
+        stage = dataclasses.replace(stage, source=f"run:{parent}")
+    elif stage.source == "previous" or stage.source.startswith("stage:"):
+        raise TransferLabError(f"This stage continues an earlier stage ({stage.source}): pick the finished run "
+                               "its model starts from.")
+    errors = pipeline.validate_stage(stage)
+    if errors:
+        raise TransferLabError("Invalid stage: " + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
+    return stage, stage.source[4:] if stage.source.startswith("run:") else None

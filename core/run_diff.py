@@ -14,7 +14,7 @@ import pandas as pd
 from core import records, runs
 from core.config import TransferLabError
 
-IGNORED = ("created",)  # differs for every run and says nothing about how it was trained
+IGNORED = ("created", "run_id")  # differ for every run and say nothing about how it was trained
 HEADLINE = ("test_accuracy", "kappa", "val_accuracy", "test_loss", "wall_time_s", "time_to_target_s", "epochs_run",
             "best_epoch", "trainable_params", "non_trainable_params", "images_per_s", "device")
 
@@ -90,3 +90,22 @@ def confusions(run_ids: Sequence[str]) -> dict[str, pd.DataFrame | None]:
         found = records.read_confusion(runs.model_dir(run_id))
         out[run_id] = pd.DataFrame(found[1], index=found[0], columns=found[0]) if found and found[1] else None
     return out
+
+
+def cautions(records_: Sequence[dict[str, Any]]) -> list[str]:
+    """What could mislead in the side-by-side view: unfinished runs, different test sets or devices, and each
+    run whose numbers are not results (shortened, near chance: core.caveats)."""
+    from core import caveats
+
+    notes = [f"{r['run_id']} is {r['status']}: its numbers are partial or missing." for r in records_
+             if r.get("status") != "done"]
+    for what, key, consequence in (("datasets", "dataset", "their test accuracies are not on the same images"),
+                                   ("devices", "device", "their times are not comparable")):
+        values = list(dict.fromkeys(str(runs.summary_row(r)[key]) for r in records_))
+        if len(values) > 1:
+            notes.append(f"Different {what} ({', '.join(values)}): {consequence}.")
+    for r in records_:
+        warnings = caveats.group_context([runs.summary_row(r)])["warnings"] if r.get("status") == "done" else []
+        if warnings:
+            notes.append(f"{r['run_id']} is not a result: {'; '.join(warnings)}.")
+    return notes

@@ -148,12 +148,16 @@ def aggregate(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return stats.iloc[sorted(range(len(stats)), key=lambda i: rank.iloc[i])].reset_index(drop=True)
 
 
+def names_in(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The sweep names (runs' `preset`) among run summary rows, in the rows' order."""
+    return list(dict.fromkeys(r["preset"] for r in rows if r.get("preset") and "sweep" in str(r["preset"])))
+
+
 def stored_sweeps() -> list[str]:
     """Names (the `preset` of the runs) of the sweeps with stored runs, newest first."""
     from core import runs
 
-    return list(dict.fromkeys(r["preset"] for r in runs.list_runs()
-                              if r.get("preset") and "sweep" in str(r["preset"])))
+    return names_in(runs.list_runs())
 
 
 def sweep_records(name: str) -> list[dict[str, Any]]:
@@ -176,3 +180,23 @@ def table(name: str) -> pd.DataFrame:
         raise TransferLabError(f"No finished sweep runs for {name!r}; sweeps with runs: "
                                f"{', '.join(stored_sweeps()) or 'none yet'}.")
     return frame
+
+
+def overview(name: str) -> dict[str, Any]:
+    """A stored sweep as a page draws it: {"table" (`table`'s), "fields" (the swept ones), "devices", "notes"}.
+    The notes say what could mislead: one run per value (no spread), shortened or near-chance runs."""
+    from core import caveats, runs
+
+    records = sweep_records(name)
+    frame = aggregate(records)
+    if frame.empty:
+        raise TransferLabError(f"No finished sweep runs for {name!r} yet.")
+    fields = list(frame.columns[1:list(frame.columns).index("runs")])
+    notes = []
+    if (frame["runs"] == 1).all():
+        notes.append("no spread: 1 run per value (repeat the sweep for error bars)")
+    elif (frame["runs"] == 1).any():
+        notes.append(f"no spread for {int((frame['runs'] == 1).sum())} of {len(frame)} values: 1 run each")
+    done = [runs.summary_row(r) for r in records if r.get("status") == "done"]
+    notes += caveats.group_context(done)["warnings"]
+    return {"table": frame, "fields": fields, "devices": list(dict.fromkeys(frame["device"])), "notes": notes}

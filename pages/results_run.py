@@ -1,5 +1,5 @@
 """The Results page's one run in depth: headline numbers, management, and a tab per view (curves, confusion matrix,
-per class, evaluations, layers, lineage, config, command and hardware)."""
+per class, where it errs, evaluations, layers, lineage, config, command and hardware)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from core import compare, runs, store
-from pages import charts, common, evaluations, results_manage
+from pages import charts, common, evaluations, results_errors, results_manage
 
 MAX_HEATMAP_CLASSES = 200
 LINEAGE_COLUMNS = ["run_id", "status", "dataset", "arch", "source", "freeze", "test_accuracy", "wall_time_s"]
@@ -40,10 +39,7 @@ def confusion(run: dict[str, Any]) -> None:
         st.caption(f"{len(classes)} classes: too many to draw; {store.CONFUSION_CSV} in the run's folder holds the "
                    "matrix.")
         return
-    fig = px.imshow(matrix, x=classes, y=classes, text_auto=True, color_continuous_scale="Blues",
-                    labels=dict(x="predicted", y="true", color="images"), aspect="auto")
-    fig.update_layout(height=min(900, 200 + 30 * len(classes)), margin=dict(l=10, r=10, t=30, b=10))
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(charts.confusion(matrix, classes), width="stretch")
 
 
 def per_class(run: dict[str, Any]) -> None:
@@ -95,8 +91,9 @@ def command_and_hardware(run: dict[str, Any]) -> None:
     st.code(common.pretty_json(run["config"].get("hardware") or {}), language="json")
 
 
-TABS = {"Curves": curves, "Confusion matrix": confusion, "Per class": per_class, "Evaluations": evaluations.section,
-        "Layers": layers, "Lineage": lineage, "Config": config, "Command & hardware": command_and_hardware}
+TABS = {"Curves": curves, "Confusion matrix": confusion, "Per class": per_class, "Where it errs": results_errors.section,
+        "Evaluations": evaluations.section, "Layers": layers, "Lineage": lineage, "Config": config,
+        "Command & hardware": command_and_hardware}
 
 
 def pick_run(rows: list[dict[str, Any]], on_screen: Sequence[str], clicked: str | None) -> str | None:

@@ -1,5 +1,6 @@
-"""Train: pick a preset or edit a pipeline of stages, check it, launch it as a background job, watch it live.
-`main()` routes; the table, the checks and the live view live in pages/train_*.py, the parsing in core.stage_form."""
+"""Train: pick a preset or edit a pipeline of stages, check it, find a learning rate, launch it as a background job,
+watch it live. `main()` routes; the table, the checks, the LR finder and the live view live in pages/train_*.py, the
+parsing in core.stage_form."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from core.stage_form import FormResult
 from pages import common, registry
 from pages.train_check import check_table, run_time_estimate
 from pages.train_jobs import live_jobs
+from pages.train_lr import lr_finder
 from pages.train_table import edited_stages
 
 CUSTOM = "custom: one stage"
@@ -67,9 +69,12 @@ def builder() -> None:
     if base.description:
         st.caption(base.description)
     st.caption("Edit any cell; add or delete rows at the table's edge. Stages of a pipeline run top to bottom.")
-    rows = edited_stages("custom" if choice == CUSTOM else choice, base).to_dict("records")
+    key = "custom" if choice == CUSTOM else choice
+    table = edited_stages(key, base)
+    rows = table.to_dict("records")
     form = stage_form.experiment_from_rows(rows, base, name)
     check_table(rows, form)
+    lr_finder(key, table, form)
     launch(checked(form))
 
 

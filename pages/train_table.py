@@ -6,22 +6,26 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import models, pipeline, stage_form
+from core import models, pipeline, schedules, stage_form
 from core.pipeline import Experiment
 from pages import common
 
 # the fields the table shows, in order; the rest of a stage's fields come from the preset
 COLUMNS = ("pipeline", "name", "dataset", "source", "arch", "freeze", "head", "optimizer", "learning_rate",
-           "epochs", "batch_size", "patience", "augment", "composite", "composite_copies", "noise_images",
+           "schedule", "warmup_epochs", "weight_decay", "lr_mult", "epochs", "fine_tune_epochs", "unfreeze",
+           "unfreeze_divisor", "batch_size", "patience", "augment", "composite", "composite_copies", "noise_images",
            "input_size", "limit_per_class", "seed", "target_accuracy", "repeats")
 WHOLE_NUMBERS = [c for c in COLUMNS if c in stage_form.WHOLE_NUMBER_FIELDS or c == "repeats"]
+OPTIONAL_FLOATS = ["weight_decay"]
 SET_ALL = {"epochs": "epochs", "limit_per_class": "images per class", "batch_size": "batch size",
            "input_size": "input size", "repeats": "repeats"}
 
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Whole-number columns as nullable integers (the editor shows 3, not 3.0, and keeps blanks blank)."""
+    """Whole-number columns as nullable integers (the editor shows 3, not 3.0, and keeps blanks blank), and a
+    number column that may be blank in every row as nullable floats (not text)."""
     frame[WHOLE_NUMBERS] = frame[WHOLE_NUMBERS].astype("Int64")
+    frame[OPTIONAL_FLOATS] = frame[OPTIONAL_FLOATS].astype("Float64")
     return frame
 
 
@@ -45,7 +49,21 @@ def column_config() -> dict[str, object]:
         "head": st.column_config.SelectboxColumn(options=list(pipeline.HEADS),
                                                  help="new: replace the output layer; keep: keep it"),
         "optimizer": st.column_config.SelectboxColumn(options=list(pipeline.OPTIMIZERS)),
-        "learning_rate": number("learning rate", format="%.6f", step=1e-6),
+        "learning_rate": number("learning rate", format="%.6f", step=1e-6, help="the LR finder below suggests one"),
+        "schedule": st.column_config.SelectboxColumn(options=list(schedules.SCHEDULES), help=(
+            "constant, cosine (down to 0) or one_cycle (fastai: up from lr/25, then down), stepped per batch")),
+        "warmup_epochs": number("warm-up", format="%.2f", min_value=0.0, help=(
+            "epochs of linear warm-up from 0; for one_cycle the length of its rise (0: a quarter)")),
+        "weight_decay": number("weight decay", format="%.5f", min_value=0.0, help=(
+            "decoupled weight decay; empty: the optimizer's own (adamw 0.004, the others none)")),
+        "lr_mult": number("lr mult", format="%.2f", min_value=0.0, help=(
+            "discriminative rates: the layer group d groups below the head trains at lr × lr_mult^d")),
+        "fine_tune_epochs": number("fine-tune epochs", min_value=0, help=(
+            "fastai's fine_tune: after `epochs` with `freeze`, this many more with `unfreeze`; 0: off")),
+        "unfreeze": st.column_config.TextColumn(help="what trains in the fine-tune phase: all, or last:K (the last "
+                                                     "K conv blocks); +batchnorm keeps every BatchNorm frozen"),
+        "unfreeze_divisor": number("unfreeze ÷", format="%.1f", min_value=1.0, help=(
+            "the fine-tune phase's peak rate is learning_rate / this")),
         "augment": st.column_config.TextColumn(help="comma-separated: " + ", ".join(pipeline.AUGMENTATIONS)),
         "composite": number(format="%.2f", min_value=0.0, max_value=1.0, help=(
             "share of training images pasted onto random scenes (lab -> real photos); 0: off")),
@@ -90,11 +108,22 @@ def set_every_stage(table: pd.DataFrame, values: dict[str, int]) -> pd.DataFrame
     return typed(out).reset_index(drop=True)
 
 
-def apply_set_all(name: str, table: pd.DataFrame, values: dict[str, int]) -> None:
-    """Stores the changed table as the editor's data under a fresh key (the old key's edits are in it)."""
-    st.session_state[f"stage_frame_{name}"] = set_every_stage(table, values)
+def replace_table(name: str, table: pd.DataFrame) -> None:
+    """Stores a changed table as the editor's data under a fresh key (the old key's edits are in it) and redraws."""
+    st.session_state[f"stage_frame_{name}"] = table
     st.session_state[f"stage_version_{name}"] = st.session_state.get(f"stage_version_{name}", 0) + 1
     st.rerun()
+
+
+def apply_set_all(name: str, table: pd.DataFrame, values: dict[str, int]) -> None:
+    replace_table(name, set_every_stage(table, values))
+
+
+def set_cell(name: str, table: pd.DataFrame, row: int, field: str, value: object) -> None:
+    """One cell of the table set (the LR finder's "Use" button), every other edit kept."""
+    out = table.copy().reset_index(drop=True)
+    out.loc[row, field] = value
+    replace_table(name, typed(out))
 
 
 def edited_stages(name: str, exp: Experiment) -> pd.DataFrame:

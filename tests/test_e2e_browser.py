@@ -10,7 +10,9 @@ TRANSFERLAB_E2E_RESULTS_DIR points it at another results root instead.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from conftest import missing_prerequisite
+from faultkit import recorded_run
 from test_app import fruit_image
 
 from core.config import REPO_ROOT
@@ -34,6 +37,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SHOTS = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS_DIR") or REPO_ROOT / "test-artifacts" / "screenshots")
 TIMEOUT_MS = 90_000
 MAX_SHOT_HEIGHT = 4000
+SWEEP = "paper-b-freeze-sweep"
+STORED_MODEL = "20261123-021557-fruits360-3-alexnet4-5f5d"  # the committed alexnet4 run that keeps its model
 # Nothing running, no lazy component still loading (skeletons), no element left over from the previous run.
 SETTLED_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid^="stSkeleton"], [data-testid="stAppSkeleton"], [data-stale="true"]')"""
@@ -74,6 +79,18 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
+def sweep_records(results: Path) -> None:
+    """A small freeze sweep's records (no models), so the Results page's Sweeps view has something to draw."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRANSFERLAB_RESULTS_DIR", str(results))
+        for k, (freeze, acc, wall) in enumerate((("none", 0.95, 30.0), ("none", 0.96, 33.0), ("first:2", 0.96, 20.0),
+                                                 ("first:2", 0.97, 21.0), ("first:4", 0.94, 12.0))):
+            run_id = recorded_run(f"20260101-00000{k}-e2e-sweep", "transfer", wall, acc, preset=SWEEP,
+                                  stage={"freeze": freeze, "sweep": ["freeze"]})
+            config = results / "runs" / run_id / "config.json"  # launch order, whatever else the root holds
+            config.write_text(json.dumps({**json.loads(config.read_text()), "created": f"2026-01-01T00:00:0{k}+00:00"}))
+
+
 @pytest.fixture(scope="module")
 def server(imported_data, tmp_path_factory):
     """`streamlit run app.py` on a free port of 127.0.0.1 with the real data and trained runs."""
@@ -86,6 +103,7 @@ def server(imported_data, tmp_path_factory):
             target = results / Path(rel).relative_to("results")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / rel, target)
+        sweep_records(results)
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {**os.environ, "TRANSFERLAB_DATA_DIR": str(imported_data.root), "TRANSFERLAB_RESULTS_DIR": str(results)}
@@ -174,3 +192,62 @@ def test_classify_a_real_image_in_a_real_browser(page, server, imported_data):
     settle(page)
     assert page.get_by_text("Traceback").count() == 0
     shoot(page, "classify")
+
+
+def open_app(page, server: str) -> None:
+    """Home first: a fresh server's first session that opens a page's URL directly runs that file alone, with
+    Streamlit's own list of every pages/*.py in the sidebar, instead of app.py's navigation."""
+    page.goto(server)
+    page.get_by_text(DRAWN["home"][0], exact=False).first.wait_for()
+    settle(page)
+
+
+def pick(page, widget: str, label: str, option: str) -> None:
+    """Choose `option` in the selectbox or multiselect (`widget`: its data-testid) labelled `label`."""
+    box = page.locator(f'[data-testid="{widget}"]').filter(has=page.get_by_text(label, exact=True)).first
+    box.locator("input").first.click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=False).first.click()
+    page.keyboard.press("Escape")
+    settle(page)
+
+
+def test_results_tuning_views_in_a_real_browser(page, server):
+    """Sweeps, two runs side by side, and where the stored alexnet4 model errs, with Grad-CAM."""
+    open_app(page, server)
+    page.goto(f"{server}/results")
+    page.get_by_text("Scratch vs transfer", exact=False).first.wait_for()
+    settle(page)
+    page.get_by_text("no spread for 1 of 3 values", exact=False).first.wait_for()
+    pick(page, "stMultiSelect", "Runs", "20260101-000000-e2e-sweep")
+    pick(page, "stMultiSelect", "Runs", "20260101-000004-e2e-sweep")
+    page.get_by_text("field(s) differ (highlighted)", exact=False).first.wait_for()
+    pick(page, "stSelectbox", "Run", STORED_MODEL)
+    page.get_by_role("tab", name="Where it errs").click()
+    page.get_by_role("button", name="Find the wrong Test images").click()
+    page.get_by_text("Test images wrong", exact=False).first.wait_for()
+    page.get_by_text("why ", exact=False).first.wait_for()
+    settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    assert page.locator('[data-testid="stImage"]').count() >= 4, "a gallery, the image and two Grad-CAM overlays"
+    shoot(page, "results-tuning")
+
+
+def test_train_lr_finder_in_a_real_browser(page, server):
+    open_app(page, server)
+    page.goto(f"{server}/train")
+    page.get_by_text("2 · Jobs", exact=False).first.wait_for()
+    settle(page)
+    steps = page.get_by_role("spinbutton", name="Steps")
+    steps.fill("20")
+    steps.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="LR finder").click()
+    page.get_by_text("Suggested", exact=False).first.wait_for()
+    use = page.get_by_role("button", name=re.compile(r"^Use \d"))
+    rate = use.inner_text().removeprefix("Use ").strip()
+    use.click()
+    page.get_by_text(f"trains at {rate}", exact=False).first.wait_for()
+    settle(page)
+    assert page.get_by_text("Traceback").count() == 0
+    shoot(page, "train-lr-finder")
