@@ -70,7 +70,12 @@ def forward_flops(model: Any) -> int:
 def training_flops(model: Any) -> int:
     """Forward + backward for one image: the backward pass costs two forwards (input and weight gradients),
     except the first layer's, whose input needs no gradient."""
-    return 3 * forward_flops(model) - layer_flops(model.layers[1])
+    return 3 * forward_flops(model) - layer_flops(_first_weighted(model))
+
+
+def _first_weighted(model: Any) -> Any:
+    """The first conv or dense layer (after the input and the in-model preprocessing)."""
+    return next(layer for layer in model.layers if layer_flops(layer))
 
 
 def layer_profile(model: Any, batch: int = 64, repeats: int = 5) -> list[dict[str, Any]]:
@@ -79,12 +84,13 @@ def layer_profile(model: Any, batch: int = 64, repeats: int = 5) -> list[dict[st
     import tensorflow as tf
 
     rows = []
-    for i, layer in enumerate(model.layers[1:]):
+    first_weighted = _first_weighted(model)
+    for layer in model.layers[1:]:
         x = tf.random.uniform((batch, *layer.input.shape[1:]))
         forward = tf.function(lambda x, layer=layer: tf.reduce_sum(layer(x, training=True)))
 
         @tf.function
-        def step(x: Any, layer: Any = layer, first: bool = i == 0) -> Any:
+        def step(x: Any, layer: Any = layer, first: bool = layer is first_weighted) -> Any:
             with tf.GradientTape() as tape:
                 if not first:  # the first layer's input needs no gradient
                     tape.watch(x)
@@ -96,7 +102,7 @@ def layer_profile(model: Any, batch: int = 64, repeats: int = 5) -> list[dict[st
         for name, fn in (("forward", forward), ("step", step)):
             fn(x).numpy()
             seconds[name] = _median_time(lambda: fn(x).numpy(), repeats)  # noqa: B023 (called in this iteration)
-        flops = (2 if i == 0 else 3) * layer_flops(layer) * batch
+        flops = (2 if layer is first_weighted else 3) * layer_flops(layer) * batch
         rows.append({"layer": layer.name, "forward_ms": seconds["forward"] * 1000, "ms": seconds["step"] * 1000,
                      "gflops": flops / seconds["step"] / 1e9 if flops else None})
     total = sum(r["ms"] for r in rows)
