@@ -34,7 +34,7 @@ def estimate(exp: Experiment, train_counts: Callable[[str], dict[str, int]],
     """One row per stage: its runs, training images per epoch, the throughput used and the estimated seconds
     (None, with a note saying why, when there is no measurement or no dataset). `train_counts(dataset)` gives
     the dataset's training images per class."""
-    from core.pipeline import input_size_of
+    from core.validation import input_size_of
 
     rows = []
     for pipe in exp.pipelines:

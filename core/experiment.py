@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable
 
 from core import hardware, runs, training
-from core.pipeline import Experiment, PipelineConfig, StageConfig, check_experiment
+from core.pipeline import Experiment, PipelineConfig, StageConfig
 from core.run_records import Environment, RunRecord
 from core.store import RunStore
+from core.validation import check_experiment
 
 
 def run_experiment(exp: Experiment, command: str = "", job_id: str | None = None,

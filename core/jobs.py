@@ -19,8 +19,9 @@ from typing import Any
 
 from core import runs, store
 from core.config import REPO_ROOT, TransferLabError, atomic_write_json, read_json
-from core.pipeline import Experiment, check_experiment
+from core.pipeline import Experiment
 from core.store import job_dir, jobs_dir
+from core.validation import check_experiment
 
 POLL_S = 0.5
 

@@ -165,14 +165,14 @@ def find_lr(stage: Any, parent_run: str | None = None, *, steps: int = STEPS, st
 def finder_stage(stage: Any, parent: str | None = None) -> tuple[Any, str | None]:
     """The stage as the finder trains it, and the run its model starts from. `parent` (a finished run) replaces
     the stage's source; a stage that continues an earlier stage of its pipeline (previous, stage:N) needs one."""
-    from core import pipeline
+    from core import validation
 
     if parent:
         stage = dataclasses.replace(stage, source=f"run:{parent}")
     elif stage.source == "previous" or stage.source.startswith("stage:"):
         raise TransferLabError(f"This stage continues an earlier stage ({stage.source}): pick the finished run "
                                "its model starts from.")
-    errors = pipeline.validate_stage(stage)
+    errors = validation.validate_stage(stage)
     if errors:
         raise TransferLabError("Invalid stage: " + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
     return stage, stage.source[4:] if stage.source.startswith("run:") else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from core import pipeline
+from core import validation
 from core.config import TransferLabError
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 
@@ -142,7 +142,7 @@ def experiment_from_rows(rows: list[dict[str, Any]], base: Experiment, name: str
         except FormError as exc:
             row_errors = dict(exc.fields)
         if stage is not None:
-            row_errors.update(pipeline.validate_stage(stage, index, has_previous=index > 0))
+            row_errors.update(validation.validate_stage(stage, index, has_previous=index > 0))
         stages.append(stage)
         errors.append(row_errors)
         grouped[pipe].append((stage, row.get("repeats")))
@@ -162,6 +162,6 @@ def experiment_from_rows(rows: list[dict[str, Any]], base: Experiment, name: str
     exp = None
     if not problems and not any(errors) and pipes:
         exp = Experiment(pipelines=pipes, name=name, description=base.description)
-        problems = pipeline.validate_experiment(exp)
+        problems = validation.validate_experiment(exp)
         exp = None if problems else exp
     return FormResult(exp, stages, errors, problems)

@@ -36,7 +36,7 @@ def _pick_stage(exp: Experiment, pipeline_name: str | None, index: int | None) -
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from core import lr_find, pipeline
+    from core import lr_find, validation
 
     index, stage = _pick_stage(_experiment(args), args.pipeline, args.stage)
     if args.parent:
@@ -44,7 +44,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     elif stage.source == "previous" or stage.source.startswith("stage:"):
         raise TransferLabError(f"Stage {index} continues an earlier stage ({stage.source}): name the model it "
                                "starts from with --parent RUN_ID (a finished run of that stage).")
-    errors = pipeline.validate_stage(stage)
+    errors = validation.validate_stage(stage)
     if errors:
         raise TransferLabError("Invalid stage: " + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
     result = lr_find.find_lr(stage, stage.source[4:] if stage.source.startswith("run:") else None,

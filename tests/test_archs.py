@@ -145,7 +145,8 @@ def test_mobilenet_v3_small_imagenet_offline_is_one_sentence(monkeypatch):
 
 
 def test_validation_reads_the_registry_for_imagenet_weights(empty_roots):
-    from core.pipeline import StageConfig, validate_stage
+    from core.pipeline import StageConfig
+    from core.validation import validate_stage
 
     errors = validate_stage(StageConfig(dataset="cifar10", arch="alexnet4", source="imagenet", freeze="all-but-head"))
     assert errors["source"] == "there are no ImageNet weights for alexnet4"

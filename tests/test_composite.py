@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from core import composite, composite_arrays, composite_stage, datasets, runs, training
-from core.pipeline import StageConfig, validate_stage
+from core.pipeline import StageConfig
 from core.run_records import RunRecord
+from core.validation import validate_stage
 
 pytestmark = pytest.mark.realdata
 SIZE = 64

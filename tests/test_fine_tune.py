@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from core import fine_tune, models, runs, training
-from core.pipeline import StageConfig, validate_stage
+from core.pipeline import StageConfig
 from core.run_records import RunRecord
+from core.validation import validate_stage
 
 SMALL = dict(epochs=1, limit_per_class=12, batch_size=32, patience=0)
 

@@ -37,7 +37,7 @@ from faultkit import (
 )
 from PIL import Image
 
-from core import datasets, pipeline, predict, runs, training
+from core import datasets, predict, runs, training, validation
 from core.config import TransferLabError
 from core.images import MAX_PIXELS, ImageError, load_rgb
 from core.pipeline import Experiment, StageConfig
@@ -356,7 +356,7 @@ def test_each_bad_config_is_refused_before_any_run(roots):
     for case, (stage, words) in config_cases(roots).items():
         with pytest.raises(TransferLabError) as err:
             exp = Experiment.from_dict({"stages": [stage]})
-            pipeline.check_experiment(exp)
+            validation.check_experiment(exp)
         assert words in str(err.value) and "\n" not in str(err.value), (case, str(err.value))
 
 

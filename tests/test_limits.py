@@ -8,7 +8,7 @@ import math
 import pytest
 from faultkit import TOY_SIZE, model_run, toy_folder
 
-from core import datasets, pipeline, predict, runs, training
+from core import datasets, pipeline, predict, runs, training, validation
 from core.pipeline import Experiment, StageConfig
 from core.run_records import RunRecord
 
@@ -38,14 +38,14 @@ def toy(data_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize("case", OUT_OF_RANGE)
 def test_numbers_out_of_range_are_refused_up_front(toy, case):
     fields, field, words = OUT_OF_RANGE[case]
-    errors = pipeline.validate_stage(StageConfig(**{**TOY, **fields}))
+    errors = validation.validate_stage(StageConfig(**{**TOY, **fields}))
     assert field in errors and words in errors[field], errors
     with pytest.raises(pipeline.TransferLabError, match=field):
-        pipeline.check_experiment(Experiment.from_dict({"stages": [{**TOY, **fields}]}))
+        validation.check_experiment(Experiment.from_dict({"stages": [{**TOY, **fields}]}))
 
 
 def test_a_stage_in_range_passes(toy):
-    assert pipeline.validate_stage(StageConfig(**{**TOY, "seed": 2**32 - 1, "learning_rate": 10.0,
+    assert validation.validate_stage(StageConfig(**{**TOY, "seed": 2**32 - 1, "learning_rate": 10.0,
                                                   "input_size": 256, "per_class": 1})) == {}
 
 

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from core import models, schedules
-from core.pipeline import StageConfig, validate_stage
+from core.pipeline import StageConfig
+from core.validation import validate_stage
 
 
 def _lr(rate, step: int) -> float:

@@ -34,7 +34,7 @@ from faultkit import (
     tree,
 )
 
-from core import datasets, jobs, pipeline, predict, runs
+from core import datasets, jobs, predict, runs, validation
 from core.config import REPO_ROOT, TransferLabError
 from core.pipeline import Experiment
 
@@ -111,7 +111,7 @@ def test_every_name_taking_entry_point_refuses_path_tricks(roots, bad):
 def test_a_stage_cannot_name_a_parent_outside_the_store(roots):
     exp = Experiment.from_dict({"stages": [{"dataset": "../data", "source": "run:../../outside", "freeze": "first:1",
                                             "arch": "alexnet4"}]})
-    problems = "\n".join(pipeline.validate_experiment(exp))
+    problems = "\n".join(validation.validate_experiment(exp))
     assert "unknown dataset '../data'" in problems and "Invalid run id '../../outside'" in problems
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from core import cli, experiment, pipeline, sweeps
+from core import cli, experiment, pipeline, sweeps, validation
 from core.config import TransferLabError
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 
@@ -83,7 +83,7 @@ def test_a_tiny_real_sweep_runs_as_one_experiment_and_aggregates(real_data_root,
     exp = Experiment(name="tiny", pipelines=[PipelineConfig(name="scratch", stages=[
         StageConfig(dataset="fruits360-3", **SMALL)])])
     swept = sweeps.expand(exp, {"learning_rate": [1e-3, 3e-3]}, repeats=2)
-    assert pipeline.validate_experiment(swept) == []
+    assert validation.validate_experiment(swept) == []
     results = experiment.run_experiment(swept, command="pytest")
     assert [r["status"] for r in results] == ["done"] * 4
     table = sweeps.table("tiny-sweep-learning_rate")
@@ -105,4 +105,4 @@ def test_the_new_presets_load_and_validate(real_data_root):
     last = recipe.pipelines[0].stages[-1]
     assert last.fine_tune_epochs > 0 and last.schedule != "constant"
     assert any(s.augment for s in recipe.pipelines[0].stages)
-    assert pipeline.validate_experiment(sweep) == pipeline.validate_experiment(recipe) == []
+    assert validation.validate_experiment(sweep) == validation.validate_experiment(recipe) == []
