@@ -92,7 +92,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core import pipeline, runs, training
+    from core import job_backends, pipeline, runs, training
 
     if bool(args.preset) == bool(args.config):
         raise TransferLabError("train needs exactly one of --preset NAME or --config FILE.")
@@ -106,8 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
         print(f"{run_id} {status}" + (f": {error}" if error else ""), flush=True)
 
-    results = training.run_experiment(exp, command=training.command_line(), job_id=args.job,
-                                      on_progress=ConsoleProgress(), on_run=on_run)
+    backend = job_backends.choose(args.backend, args.ray_address)  # issue 16 hook: local or a Ray cluster
+    results = job_backends.run_experiment(backend, exp, command=training.command_line(), job_id=args.job,
+                                          on_progress=ConsoleProgress(), on_run=on_run)
     if args.json:
         _print_json(results)
     failed = [r for r in results if r["status"] != "done"]
@@ -265,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--repeats", type=int)
     tr.add_argument("--json", action="store_true")
     tr.add_argument("--job", help=argparse.SUPPRESS)
+    tr.add_argument("--backend", choices=("local", "ray"),  # issue 16 hook: the job backend
+                    help="where the runs execute (default: ray when TRANSFERLAB_RAY_ADDRESS is set, else local)")
+    tr.add_argument("--ray-address", help="the Ray cluster (default: TRANSFERLAB_RAY_ADDRESS), e.g. 127.0.0.1:6379")
     tr.set_defaults(func=cmd_train)
 
     ru = sub.add_parser("runs", help="list, show and cancel runs").add_subparsers(dest="ru", required=True)
@@ -295,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     sd = ru.add_parser("ship-default", help="copy a finished run's model to results/default/ (the shipped model)")
     sd.add_argument("run_id")
     sd.set_defaults(func=cmd_runs_ship_default)
+    from core import tracking  # issue 16 hook: runs export-mlflow
+
+    tracking.register_cli(ru)
 
     jo = sub.add_parser("jobs", help="background jobs (what the dashboard launches)")
     jsub = jo.add_subparsers(dest="jobs_cmd", required=True)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core import records, runs
+from core import job_backends, records, runs
 from core.config import (
     REPO_ROOT,
     TransferLabError,
@@ -65,15 +65,16 @@ def _update(job_id: str, **fields: Any) -> dict[str, Any]:
     return status
 
 
-def submit(exp: Experiment, launch: bool = True) -> str:
+def submit(exp: Experiment, launch: bool = True, backend: dict[str, Any] | None = None) -> str:
     """Queue an experiment and start its process; returns the job id. Invalid configs are refused here."""
     check_experiment(exp)
+    backend = job_backends.resolve(backend)  # issue 16 hook: where the runs execute (None: configured)
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{secrets.token_hex(2)}"
     folder = job_dir(job_id)
     folder.mkdir(parents=True)
     _update(job_id, status="queued", runs=[])  # before job.json: a listed job always has a status
     atomic_write_json(folder / "job.json", {"job_id": job_id, "created_ns": time.time_ns(), "name": exp.name,
-                                            "experiment": exp.to_dict()})
+                                            "experiment": exp.to_dict(), "backend": backend})
     if launch:
         start_process(job_id)
     return job_id
@@ -201,10 +202,11 @@ def run_job(job_id: str) -> int:
         error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
         print(f"run {run_id}: {status}" + (f": {error}" if error else ""), flush=True)
 
-    exp = Experiment.from_dict(read_json(job_dir(job_id) / "job.json")["experiment"])
-    try:
-        results = training.run_experiment(exp, command=f"python -m core jobs run {job_id}", job_id=job_id,
-                                          on_progress=on_progress, on_run=on_run)
+    job = read_json(job_dir(job_id) / "job.json")
+    exp = Experiment.from_dict(job["experiment"])
+    try:  # issue 16 hook: the job's backend (local processes or Ray) runs the experiment
+        results = job_backends.run_experiment(job.get("backend"), exp, command=f"python -m core jobs run {job_id}",
+                                              job_id=job_id, on_progress=on_progress, on_run=on_run)
     except TransferLabError as exc:
         _update(job_id, status="failed", error=str(exc), finished=time.time())
         print(f"error: {exc}", flush=True)

@@ -49,6 +49,7 @@ class StageConfig:
     composite: float = 0.0  # share of training images pasted onto random scenes (core.composite); 0: off
     composite_copies: int = 2  # frozen-feature cache: composited copies cached beside the originals; 0: on the fly
     noise_images: int = 0  # extra 'noise' training images: backgrounds alone and CIFAR-10 scenes
+    gpus: float | None = None  # issue 16 hook: GPUs a run asks for on the Ray backend (None: 1 if the cluster has any)
     name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,6 +260,8 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
         errors["augment"] = f"unknown augmentation {', '.join(bad_aug)}; use {', '.join(AUGMENTATIONS)}"
     readable = stage.noise_images and entry and entry["available"]
     errors.update(composite_stage.stage_errors(stage, datasets.dataset_classes(stage.dataset) if readable else None))
+    if stage.gpus is not None and not 0 <= stage.gpus <= 64:  # issue 16 hook: the Ray backend's GPU request
+        errors["gpus"] = "gpus must be between 0 and 64 (GPUs per run on the Ray backend)"
     if stage.limit_per_class is not None and stage.limit_per_class < 2:
         errors["limit_per_class"] = "limit per class must be at least 2"
     if stage.arch in models.ARCHS and stage.input_size is not None:

@@ -367,6 +367,9 @@ def train_stage(run_id: str, stage: StageConfig, parent_run: str | None = None,
                            lambda: CANCEL_EVENT.is_set() or runs.cancel_requested(run_id), on_progress,
                            {**stage_info, "feature_cache": bool(split)})
     callbacks: list[keras.callbacks.Callback] = [recorder, keras.callbacks.TerminateOnNaN()]
+    from core import tb  # issue 16 hook: TensorBoard scalars in the run's folder
+
+    callbacks += tb.callbacks(run_id)
     if stage.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
                                                        restore_best_weights=True))
@@ -478,6 +481,9 @@ def run_experiment(exp: Experiment, command: str = "", job_id: str | None = None
                 info = {"pipeline": pipe.name, "stage": index + 1, "stages": len(pipe.stages),
                         "repeat": rep + 1, "repeats": repeats, "step": len(results) + 1, "steps": total}
                 status = execute_run(run_id, st, source_run, on_progress, info)
+                from core import tracking  # issue 16 hook: the run in MLflow when MLFLOW_TRACKING_URI is set
+
+                tracking.run_finished(run_id)
                 results.append({"run_id": run_id, "status": status})
                 if on_run:
                     on_run(run_id, status)

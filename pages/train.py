@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from core import compare, estimate, jobs, pipeline, runs
 from core.config import TransferLabError
 from core.pipeline import Experiment, PipelineConfig, StageConfig
-from pages import common
+from pages import common, job_backend
 
 LIVE_S = 1.5  # live view refresh
 CUSTOM = "custom: one stage"
@@ -385,11 +385,13 @@ def builder() -> None:
         st.caption(f"{len(exp.pipelines)} pipeline(s), {n_runs} run(s). Jobs run one at a time, in a separate "
                    "process: closing this tab does not stop them.")
         run_time_estimate(exp)
-    launch = st.button("Launch", type="primary", disabled=exp is None or bool(problems), key="launch")
+    backend = job_backend.picker()  # issue 16 hook: this machine or a Ray cluster
+    launch = st.button("Launch", type="primary", disabled=exp is None or bool(problems) or backend is None,
+                       key="launch")
     if launch and exp is not None:
         job_id = None
         with common.error_boundary("Launching the job"):
-            job_id = jobs.submit(exp)
+            job_id = jobs.submit(exp, backend=backend)
         if job_id is None:
             return
         st.session_state["watch_select"] = job_id
