@@ -34,7 +34,7 @@ class _Task:
     pipe: int
     stage: int
     ref: Any
-    started: bool = False
+    started: float | None = None  # when the worker began it (its clock)
 
 
 def connect(address: str) -> Any:
@@ -94,7 +94,8 @@ class _Driver:
         self.pipeline_ids = [f"{exp.name}-{p.name}-{secrets.token_hex(3)}" for p in exp.pipelines]
         self.results: list[dict[str, str]] = []
         self.steps = sum(len(p.stages) - 1 + p.repeats for p in exp.pipelines)
-        self.submitted = self.running = self.most_at_once = 0
+        self.submitted = self.running = 0
+        self.spans: list[tuple[float, float]] = []  # (start, end) of every run that started: how many at once
         self.cancelling = False
 
     # ---- scheduling ----
@@ -113,8 +114,16 @@ class _Driver:
             for ref in ready:
                 if ref in self.pending:  # a cancelled run may have ended the others already
                     self.finish(ref)
-        print(f"ray: {len(self.results)} run(s) on {self.address}, at most {self.most_at_once} at once", flush=True)
+        print(f"ray: {len(self.results)} run(s) on {self.address}, at most {self.most_at_once()} at once", flush=True)
         return self.results
+
+    def most_at_once(self) -> int:
+        edges = sorted([(t0, 1) for t0, _ in self.spans] + [(t1, -1) for _, t1 in self.spans])
+        level = peak = 0
+        for _, step in edges:
+            level += step
+            peak = max(peak, level)
+        return peak
 
     def submit(self, p: int, s: int) -> None:
         """Create the runs of stage `s` of pipeline `p` (its repeats when it is the last) and start their tasks."""
@@ -167,10 +176,9 @@ class _Driver:
             task = self.by_run.get(msg.get("run_id", ""))
             if task is None or task.ref not in self.pending:
                 continue
-            if msg["event"] == "running" and not task.started:
-                task.started = True
+            if msg["event"] == "running" and task.started is None:
+                task.started = float(msg.get("t0") or time.time())
                 self.running += 1
-                self.most_at_once = max(self.most_at_once, self.running)
                 config = runs.get_run(task.run_id)["config"]
                 runs.write_json(task.run_id, "config.json", {**config, "hardware": msg.get("hardware")})
                 runs.set_status(task.run_id, "running", pid=os.getpid(), ray_worker_pid=msg.get("pid"),
@@ -187,8 +195,10 @@ class _Driver:
     def finish(self, ref: Any) -> None:
         """Store a finished task's run folder (or why it failed), then start what continues from it."""
         task = self.pending.pop(ref)
-        self.running -= task.started
-        status, error = self._outcome(ref, task.run_id)
+        status, error, ended = self._outcome(ref, task.run_id)
+        if task.started is not None:
+            self.running -= 1
+            self.spans.append((task.started, ended))
         runs.set_status(task.run_id, status, **({"error": error} if error else {}))
         tracking.run_finished(task.run_id)
         self.results.append({"run_id": task.run_id, "status": status})
@@ -201,23 +211,24 @@ class _Driver:
             self.stage_runs[task.pipe].append((task.run_id, ref))
             self.submit(task.pipe, task.stage + 1)
 
-    def _outcome(self, ref: Any, run_id: str) -> tuple[str, str | None]:
+    def _outcome(self, ref: Any, run_id: str) -> tuple[str, str | None, float]:
+        """(status, error, when it ended); a finished task's run folder is stored here."""
         import ray.exceptions as rex
 
         try:
             out = self.ray.get(ref)
         except rex.TaskCancelledError:
-            return "cancelled", "cancelled by the user"
+            return "cancelled", "cancelled by the user", time.time()
         except rex.WorkerCrashedError:  # a forced cancel kills the worker too
-            return ("cancelled", "cancelled by the user") if self.cancelling else (
+            return ("cancelled", "cancelled by the user", time.time()) if self.cancelling else (
                 "failed", "the Ray worker running this run died unexpectedly (killed, or out of memory): "
-                          "WorkerCrashedError")
+                          "WorkerCrashedError", time.time())
         except rex.RayError as exc:
             cause = getattr(exc, "cause", None) or exc
             first = (str(cause).strip().splitlines() or [""])[-1][:400]
-            return "failed", f"the Ray task failed: {type(cause).__name__}: {first}"
+            return "failed", f"the Ray task failed: {type(cause).__name__}: {first}", time.time()
         ray_worker.unpack(out["bundle"], runs.run_dir(run_id), skip=DRIVER_FILES)
-        return out["status"], out.get("error")
+        return out["status"], out.get("error"), float(out.get("t1") or time.time())
 
     def cancel_all(self) -> None:
         """Cancel every task (KeyboardInterrupt at the next batch; the worker is killed after the grace period)."""

@@ -11,6 +11,7 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def train(run_id: str, config: dict[str, Any], stage: dict[str, Any], parent_run
         hardware = training.environment()
         runs.write_json(run_id, "config.json", {**config, "hardware": hardware})
         _send(channel, {"run_id": run_id, "event": "running", "pid": os.getpid(), "node": socket.gethostname(),
-                        "hardware": hardware})
+                        "hardware": hardware, "t0": time.time()})
         sent = [0]
 
         def forward(progress: dict[str, Any]) -> None:
@@ -102,4 +103,5 @@ def train(run_id: str, config: dict[str, Any], stage: dict[str, Any], parent_run
 
         status = training.execute_run(run_id, StageConfig.from_dict(stage), parent_run, forward, info)
         error = runs.get_run(run_id)["status_info"].get("error")
-        return {"run_id": run_id, "status": status, "error": error, "bundle": pack(runs.run_dir(run_id))}
+        return {"run_id": run_id, "status": status, "error": error, "bundle": pack(runs.run_dir(run_id)),
+                "t1": time.time()}

@@ -26,9 +26,10 @@ DEFAULT_EXPERIMENT = "TransferLab"
 RUN_TAG = "transferlab_run_id"
 RECORD_FILE = "mlflow.json"
 MLFLOW_STATUS = {"done": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
-# a tracking server that is down must not hold each finished run up for minutes (MLflow: 7 retries, 120 s)
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# a tracking server that is down must not hold each finished run up for minutes (MLflow: 7 retries, 120 s);
+# our own line names the MLflow run (MLflow's "View run" line would break `--json` output)
+CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
 def enabled() -> bool:
@@ -60,7 +61,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _client() -> Any:
-    for key, value in HTTP_DEFAULTS.items():
+    for key, value in CLIENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from mlflow.tracking import MlflowClient
 
