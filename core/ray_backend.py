@@ -81,11 +81,9 @@ def run_experiment(exp: Experiment, address: str, command: str = "", job_id: str
 class _Driver:
     def __init__(self, ray: Any, exp: Experiment, address: str, command: str, job_id: str | None,
                  on_progress: Callable[[dict[str, Any]], None] | None, on_run: Callable[[str, str], None] | None):
-        from ray.util.queue import Queue
-
         self.ray, self.exp, self.address, self.command, self.job_id = ray, exp, address, command, job_id
         self.on_progress, self.on_run = on_progress, on_run
-        self.channel = Queue(actor_options={"num_cpus": 0})
+        self.mailbox = ray.remote(num_cpus=0)(ray_worker.Mailbox).remote()
         self.remote = ray.remote(max_retries=0)(ray_worker.train)
         self.has_gpus = ray.cluster_resources().get("GPU", 0) >= 1
         self.pending: dict[Any, _Task] = {}
@@ -145,7 +143,7 @@ class _Driver:
             config = runs.get_run(run_id)["config"]
             gpus = (1 if self.has_gpus else 0) if st.gpus is None else st.gpus
             ref = self.remote.options(num_cpus=_cpus_per_run(), num_gpus=gpus, name=f"transferlab:{run_id}").remote(
-                run_id, config, st.to_dict(), parent_run, parent, info, self.channel)
+                run_id, config, st.to_dict(), parent_run, parent, info, self.mailbox)
             task = _Task(run_id, p, s, ref)
             self.pending[ref] = self.by_run[run_id] = task
             if self.on_run:
@@ -169,7 +167,7 @@ class _Driver:
     def drain(self) -> None:
         """Mirror the workers' messages into the run store: status, history rows, progress."""
         try:
-            messages = self.channel.get_nowait_batch(self.channel.qsize())
+            messages = self.ray.get(self.mailbox.take.remote(), timeout=30)
         except Exception:  # noqa: BLE001 - progress is best effort; results come with the task
             return
         for msg in messages:

@@ -1,6 +1,6 @@
 """The worker side of the Ray backend: one run of one stage, trained in a scratch results root on whichever node
 Ray chose. The run's folder goes back to the driver as the task's result (bytes), so nodes share no file system;
-progress and history rows go back live through a Ray queue."""
+progress and history rows go back live through a Ray actor (Mailbox)."""
 
 from __future__ import annotations
 
@@ -71,14 +71,29 @@ def _remove_orphaned_scratch() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _send(channel: Any, message: dict[str, Any]) -> None:
+class Mailbox:
+    """A Ray actor between the workers and the driver: workers post progress without waiting for an answer (a
+    task blocked in ray.get would lend its CPU to another task), the driver takes everything posted so far."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def post(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+def _send(mailbox: Any, message: dict[str, Any]) -> None:
     """Progress is best effort: a lost message never stops the run (the result carries the final files)."""
     with contextlib.suppress(Exception):
-        channel.put_nowait(message)
+        mailbox.post.remote(message)
 
 
 def train(run_id: str, config: dict[str, Any], stage: dict[str, Any], parent_run: str | None,
-          parent: dict[str, Any] | None, info: dict[str, Any], channel: Any) -> dict[str, Any]:
+          parent: dict[str, Any] | None, info: dict[str, Any], mailbox: Any) -> dict[str, Any]:
     """The Ray task: train `stage` into run `run_id` (its record `config` made by the driver) from the parent
     run's packed folder; returns the final status and the run's folder, packed."""
     from core import training
@@ -92,13 +107,13 @@ def train(run_id: str, config: dict[str, Any], stage: dict[str, Any], parent_run
         runs.run_dir(run_id).mkdir(parents=True)
         hardware = training.environment()
         runs.write_json(run_id, "config.json", {**config, "hardware": hardware})
-        _send(channel, {"run_id": run_id, "event": "running", "pid": os.getpid(), "node": socket.gethostname(),
+        _send(mailbox, {"run_id": run_id, "event": "running", "pid": os.getpid(), "node": socket.gethostname(),
                         "hardware": hardware, "t0": time.time()})
         sent = [0]
 
         def forward(progress: dict[str, Any]) -> None:
             rows = runs.read_history(run_id)
-            _send(channel, {"run_id": run_id, "event": "progress", "info": progress, "history": rows[sent[0]:]})
+            _send(mailbox, {"run_id": run_id, "event": "progress", "info": progress, "history": rows[sent[0]:]})
             sent[0] = len(rows)
 
         status = training.execute_run(run_id, StageConfig.from_dict(stage), parent_run, forward, info)

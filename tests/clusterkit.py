@@ -5,6 +5,7 @@ every process it started (and nothing else)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,7 +50,7 @@ class Service:
                                          env={**os.environ, **(env or {})}, start_new_session=True)
 
     def stop(self) -> None:
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
@@ -86,6 +87,10 @@ class RayHead(Service):
                          self.temp_dir / "head.log", LOOPBACK_ENV)
         wait_for("the Ray head", lambda: "Ray runtime started" in self.log.read_text(errors="replace"), 120,
                  self.proc, self.log)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 class MlflowServer(Service):
