@@ -13,11 +13,12 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
-from core import ray_worker, runs, tracking
+from core import job_backends, ray_worker, runs, tracking
 from core.config import TransferLabError, data_root
 from core.pipeline import Experiment, check_experiment
 
@@ -43,6 +44,7 @@ def connect(address: str) -> Any:
 
     import core
 
+    _check_reachable(address)
     cpus = _cpus_per_run()
     env = {"TRANSFERLAB_DATA_DIR": os.environ.get(DATA_ENV) or str(data_root()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "TF_NUM_INTRAOP_THREADS": str(cpus), "OMP_NUM_THREADS": str(cpus)}
@@ -54,6 +56,19 @@ def connect(address: str) -> Any:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TransferLabError(f"Cannot connect to the Ray cluster at {address}: {first[:300]}") from None
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A host:port (or ray://host:port) that does not answer is one message in seconds: ray.init itself keeps
+    retrying for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # auto, local: Ray finds (or starts) the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise TransferLabError(f"Cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start one "
+                               f"(ray start --head) or correct the address ({job_backends.RAY_ADDRESS_ENV}).") from None
 
 
 def _cpus_per_run() -> float:

@@ -135,3 +135,47 @@ def test_cancelling_a_job_stops_its_ray_tasks(ray_job):
     after = [_cpu_seconds(pid) for pid in workers]
     for pid, a, b in zip(workers, before, after, strict=True):  # the worker is gone, or idle: its task stopped
         assert a is None or b is None or b - a < 0.5, (pid, a, b)
+
+
+def test_train_page_offers_the_configured_cluster_and_shows_a_ray_job_live(ray_head, real_data_root, tmp_path,
+                                                                           monkeypatch):
+    from test_app import TINY, edit_stage, job_status, page, poll, texts
+
+    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv(job_backends.RAY_ADDRESS_ENV, ray_head.address)
+    at = page("pages/train.py")
+    assert at.selectbox(key="train_backend").value == "ray"
+    assert at.text_input(key="train_ray_address").value == ray_head.address
+    at.text_input(key="train_ray_address").set_value("not an address").run()
+    assert at.button(key="launch").disabled and "has spaces" in texts(at.error)
+    at.text_input(key="train_ray_address").set_value(ray_head.address).run()
+    edit_stage(at, "stages_custom", dataset="fruits360-3", repeats=2, **TINY)
+    assert not at.error, texts(at.error)
+    at.button(key="launch").click().run()
+    assert "Launched job" in texts(at.success)
+    bars: list[str] = []
+
+    def finished(a) -> bool:
+        bars.extend(str(p.text if hasattr(p, "text") else p.value) for p in a.progress)
+        return job_status(a) == "done"
+
+    poll(at, finished, timeout_s=300)
+    [job] = jobs.list_jobs()
+    assert job["backend"] == {"name": "ray", "address": ray_head.address} and len(job["runs"]) == 2
+    assert any("Run " in b for b in bars), "the job's progress bars, fed from the Ray workers"
+    assert at.get("plotly_chart"), "live curves of the runs"
+    assert "at most 2 at once" in jobs.log_tail(job["job_id"], 10)
+
+
+def test_an_unreachable_cluster_is_one_clear_message():
+    from clusterkit import free_port
+
+    from core import ray_backend
+    from core.config import TransferLabError
+
+    with pytest.raises(TransferLabError, match="Cannot reach the Ray cluster at 127.0.0.1:.*ray start --head"):
+        ray_backend.connect(f"127.0.0.1:{free_port()}")
+    for name, address, message in (("slurm", "x", "Unknown job backend"), ("ray", " ", "needs a cluster address"),
+                                   ("ray", "a b:1", "has spaces")):
+        with pytest.raises(TransferLabError, match=message):
+            job_backends.make(name, address)
