@@ -49,9 +49,12 @@ def connect(address: str) -> Any:
     env = {"TRANSFERLAB_DATA_DIR": os.environ.get(DATA_ENV) or str(data_root()), "TF_CPP_MIN_LOG_LEVEL": "2",
            "TF_NUM_INTRAOP_THREADS": str(cpus), "OMP_NUM_THREADS": str(cpus)}
     env.update({k: os.environ[k] for k in ("KERAS_BACKEND",) if k in os.environ})
+    if address == "local":  # a private Ray for this job: on the loopback address, never on the network
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
-        ray.init(address=None if address == "local" else address, log_to_driver=False, logging_level="ERROR",
-                 runtime_env={"py_modules": [core], "env_vars": env}, namespace="transferlab")
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR",
+                 runtime_env={"py_modules": [os.path.dirname(core.__file__)], "env_vars": env},
+                 namespace="transferlab")
     except Exception as exc:  # noqa: BLE001 - Ray raises several types for an unreachable cluster
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TransferLabError(f"Cannot connect to the Ray cluster at {address}: {first[:300]}") from None
