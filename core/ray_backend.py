@@ -119,17 +119,25 @@ class _Driver:
     def run(self) -> list[dict[str, str]]:
         from core import training
 
-        for p in range(len(self.exp.pipelines)):
-            self.submit(p, 0)
-        while self.pending:
-            ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
-            self.drain()
-            if training.CANCEL_EVENT.is_set() or any(runs.cancel_requested(t.run_id) for t in self.pending.values()):
-                self.cancel_all()
-                break
-            for ref in ready:
-                if ref in self.pending:  # a cancelled run may have ended the others already
-                    self.finish(ref)
+        try:
+            for p in range(len(self.exp.pipelines)):
+                self.submit(p, 0)
+            while self.pending:
+                ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+                self.drain()
+                if training.CANCEL_EVENT.is_set() or any(runs.cancel_requested(t.run_id)
+                                                         for t in self.pending.values()):
+                    self.cancel_all()
+                    break
+                for ref in ready:
+                    if ref in self.pending:  # a cancelled run may have ended the others already
+                        self.finish(ref)
+        except BaseException as exc:  # the driver itself failed: no run it started is left queued or running
+            for ref, task in self.pending.items():
+                with contextlib.suppress(Exception):
+                    self.ray.cancel(ref, force=True)
+                    runs.set_status(task.run_id, "failed", error=f"the job's Ray driver stopped ({type(exc).__name__})")
+            raise
         print(f"ray: {len(self.results)} run(s) on {self.address}, at most {self.most_at_once()} at once", flush=True)
         return self.results
 

@@ -21,6 +21,21 @@ BIN = Path(sys.executable).parent
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def require(*modules: str) -> None:
+    """At a test module's top: the cluster extra (requirements-cluster.txt) is installed; missing, the module
+    is skipped here and fails in CI (CI=true), like the real data."""
+    import importlib.util
+
+    import pytest
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed: pip install -r requirements-cluster.txt"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from clusterkit import LOOPBACK_ENV, RayHead, wait_for
+from clusterkit import LOOPBACK_ENV, RayHead, require, wait_for
 
 from core import job_backends, jobs, runs, tb
 from core.pipeline import Experiment, PipelineConfig, StageConfig
+
+require("ray")
 
 SMALL = dict(dataset="fruits360-3", epochs=1, limit_per_class=12, batch_size=32, patience=0)
 LONG = dict(dataset="fruits360-3", epochs=50, limit_per_class=200, batch_size=8, patience=0)

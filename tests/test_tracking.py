@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from clusterkit import MlflowServer, TensorBoard, free_port, get_json, wait_for
-from mlflow.tracking import MlflowClient
+from clusterkit import MlflowServer, TensorBoard, free_port, get_json, require, wait_for
 
 from core import runs, tb, tracking, training
 from core.config import REPO_ROOT
 from core.pipeline import Experiment, PipelineConfig, StageConfig
+
+require("mlflow", "tensorboard")
 
 SMALL = dict(dataset="fruits360-3", epochs=2, limit_per_class=12, batch_size=32, patience=0)
 
@@ -57,8 +58,14 @@ def in_results(trained, imported_data, monkeypatch) -> Trained:
     return trained
 
 
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient  # imported once require() has found mlflow
+
+    return MlflowClient(uri)
+
+
 def _mlflow_runs(uri: str, experiment: str) -> dict[str, object]:
-    client = MlflowClient(uri)
+    client = _client(uri)
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no MLflow experiment {experiment!r}"
     return {r.data.tags["transferlab_run_id"]: r for r in client.search_runs([found.experiment_id])}
@@ -68,7 +75,7 @@ def test_every_run_is_in_mlflow_with_params_metrics_tags_and_artifacts(in_result
     scratch, transfer = in_results.run_ids
     logged = _mlflow_runs(in_results.server.uri, "live")
     assert set(logged) == {scratch, transfer}
-    client = MlflowClient(in_results.server.uri)
+    client = _client(in_results.server.uri)
     for run_id in (scratch, transfer):
         run, ours = logged[run_id], runs.get_run(run_id)
         assert run.info.status == "FINISHED" and run.info.run_name == run_id
