@@ -41,7 +41,7 @@ def train(config: Path, results: Path, extra: list[str], env: dict[str, str]) ->
 
 
 def main() -> None:
-    from clusterkit import LOOPBACK_ENV, RayHead
+    from clusterkit import RayHead
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpus", type=int, default=2)
@@ -49,15 +49,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=SMALL["limit_per_class"], help="images per class")
     args = parser.parse_args()
     sets = ["--set", f"epochs={args.epochs}", "--set", f"limit_per_class={args.limit}"]
-    env = {**os.environ, **LOOPBACK_ENV}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "experiment.json"
         config.write_text(json.dumps(EXPERIMENT))
-        local_s, _ = train(config, Path(tmp) / "local", sets, env)
-        os.environ.update(LOOPBACK_ENV)
+        local_s, _ = train(config, Path(tmp) / "local", sets, dict(os.environ))
         head = RayHead(num_cpus=args.cpus)
         try:
-            ray_s, out = train(config, Path(tmp) / "ray", [*sets, "--ray-address", head.address], env)
+            ray_s, out = train(config, Path(tmp) / "ray", [*sets, "--ray-address", head.address],
+                               {**os.environ, **head.env})
         finally:
             head.stop()
     at_once = re.search(r"at most (\d+) at once", out)

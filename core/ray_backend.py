@@ -51,14 +51,24 @@ def connect(address: str) -> Any:
     env.update({k: os.environ[k] for k in ("KERAS_BACKEND",) if k in os.environ})
     if address == "local":  # a private Ray for this job: on the loopback address, never on the network
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    elif "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"  # as `ray start` does: a head finding this token requires it
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"py_modules": [os.path.dirname(core.__file__)], "env_vars": env},
                  namespace="transferlab")
     except Exception as exc:  # noqa: BLE001 - Ray raises several types for an unreachable cluster
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TransferLabError(f"Cannot connect to the Ray cluster at {address}: {first[:300]}") from None
+        raise TransferLabError(f"Cannot connect to the Ray cluster at {address}: {first[:300]} (a cluster with "
+                               "token authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN or "
+                               "~/.ray/auth_token).") from None
     return ray
+
+
+def _ray_token_available() -> bool:
+    """Ray's token sources: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
 
 
 def _check_reachable(address: str) -> None:

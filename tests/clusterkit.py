@@ -5,6 +5,7 @@ every process it started (and nothing else)."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -87,11 +88,13 @@ def _group_alive(pgid: int) -> bool:
 
 
 class RayHead(Service):
-    """`ray start --head --block` with `num_cpus` CPUs, every port free and on 127.0.0.1."""
+    """`ray start --head --block` with `num_cpus` CPUs, every port free and on 127.0.0.1, with Ray's token
+    authentication (its default from Ray 2.61) and a token of its own: whoever connects needs `env`."""
 
     def __init__(self, num_cpus: int = 2):
         # Ray's socket paths must stay under ~100 characters: a short folder of its own in /tmp
         self.temp_dir = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))
+        self.env = {**LOOPBACK_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         port = free_port()
         self.address = f"127.0.0.1:{port}"
         super().__init__([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -99,7 +102,7 @@ class RayHead(Service):
                           "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
                           f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
                           f"--dashboard-agent-listen-port={free_port()}", "--object-store-memory=300000000"],
-                         self.temp_dir / "head.log", LOOPBACK_ENV)
+                         self.temp_dir / "head.log", self.env)
         wait_for("the Ray head", lambda: "Ray runtime started" in self.log.read_text(errors="replace"), 120,
                  self.proc, self.log)
 

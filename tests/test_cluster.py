@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clusterkit import LOOPBACK_ENV, RayHead, require, wait_for
+from clusterkit import RayHead, require, wait_for
 
 from core import job_backends, jobs, runs, tb
 from core.pipeline import Experiment, PipelineConfig, StageConfig
@@ -22,10 +22,11 @@ LONG = dict(dataset="fruits360-3", epochs=50, limit_per_class=200, batch_size=8,
 
 @pytest.fixture(scope="module")
 def ray_head():
+    """The head, and its address and token in this process's environment (job processes inherit them)."""
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in LOOPBACK_ENV.items():
-            mp.setenv(key, value)
         head = RayHead(num_cpus=2)
+        for key, value in head.env.items():
+            mp.setenv(key, value)
         try:
             yield head
         finally:
