@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 
-from core import tune_cli
+from core import tracking, tune_cli
 from core.cli_commands import (
     cmd_bench,
     cmd_classify,
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--repeats", type=int)
     tr.add_argument("--json", action="store_true")
     tr.add_argument("--job", help=argparse.SUPPRESS)
+    tr.add_argument("--backend", choices=("local", "ray"),
+                    help="where the runs execute (default: ray when TRANSFERLAB_RAY_ADDRESS is set, else local)")
+    tr.add_argument("--ray-address", help="the Ray cluster (default: TRANSFERLAB_RAY_ADDRESS), e.g. 127.0.0.1:6379")
     tr.set_defaults(func=cmd_train)
 
     ru = sub.add_parser("runs", help="list, show and cancel runs").add_subparsers(dest="ru", required=True)
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd = ru.add_parser("ship-default", help="copy a finished run's model to results/default/ (the shipped model)")
     sd.add_argument("run_id")
     sd.set_defaults(func=cmd_runs_ship_default)
+    tracking.register_cli(ru)  # runs export-mlflow
 
     jo = sub.add_parser("jobs", help="background jobs (what the dashboard launches)")
     jsub = jo.add_subparsers(dest="jobs_cmd", required=True)

@@ -91,7 +91,7 @@ def cmd_models_show(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core import experiment, pipeline, runs, training
+    from core import experiment, job_backends, pipeline, runs, training
 
     if bool(args.preset) == bool(args.config):
         raise TransferLabError("train needs exactly one of --preset NAME or --config FILE.")
@@ -105,8 +105,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
         print(f"{run_id} {status}" + (f": {error}" if error else ""), flush=True)
 
-    results = experiment.run_experiment(exp, command=experiment.command_line(), job_id=args.job,
-                                        on_progress=ConsoleProgress(), on_run=on_run)
+    backend = job_backends.choose(args.backend, args.ray_address)  # this machine or a Ray cluster
+    results = job_backends.run_experiment(backend, exp, command=experiment.command_line(), job_id=args.job,
+                                          on_progress=ConsoleProgress(), on_run=on_run)
     if args.json:
         _print_json(results)
     failed = [r for r in results if r["status"] != "done"]

@@ -8,7 +8,7 @@ import secrets
 import sys
 from collections.abc import Callable
 
-from core import hardware, runs, training
+from core import hardware, runs, tracking, training
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 from core.run_records import Environment, RunRecord
 from core.store import RunStore
@@ -41,6 +41,7 @@ def run_experiment(exp: Experiment, command: str = "", job_id: str | None = None
                 info = {"pipeline": pipe.name, "stage": index + 1, "stages": len(pipe.stages),
                         "repeat": rep + 1, "repeats": repeats, "step": len(results) + 1, "steps": total}
                 status = training.execute_run(run_id, st, source_run, on_progress, info, store)
+                tracking.run_finished(run_id)  # MLflow, when MLFLOW_TRACKING_URI is set
                 results.append({"run_id": run_id, "status": status})
                 if on_run:
                     on_run(run_id, status)

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from core import runs, store
+from core import job_backends, runs, store
 from core.config import REPO_ROOT, TransferLabError, atomic_write_json, read_json
 from core.pipeline import Experiment
 from core.store import job_dir, jobs_dir
@@ -45,15 +45,16 @@ def _update(job_id: str, **fields: Any) -> dict[str, Any]:
     return store.update_status(job_dir(job_id), **fields, updated=time.time())
 
 
-def submit(exp: Experiment, launch: bool = True) -> str:
+def submit(exp: Experiment, launch: bool = True, backend: dict[str, Any] | None = None) -> str:
     """Queue an experiment and start its process; returns the job id. Invalid configs are refused here."""
     check_experiment(exp)
+    backend = job_backends.resolve(backend)  # where the runs execute (None: as configured)
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-{secrets.token_hex(2)}"
     folder = job_dir(job_id)
     folder.mkdir(parents=True)
     _update(job_id, status="queued", runs=[])  # before job.json: a listed job always has a status
     atomic_write_json(folder / store.JOB, {"job_id": job_id, "created_ns": time.time_ns(), "name": exp.name,
-                                            "experiment": exp.to_dict()})
+                                            "experiment": exp.to_dict(), "backend": backend})
     if launch:
         start_process(job_id)
     return job_id
@@ -139,7 +140,7 @@ def _my_turn(job_id: str) -> bool:
 
 def run_job(job_id: str) -> int:
     """The job process: wait for a slot, then run the experiment in this process."""
-    from core import cleanup, experiment, training
+    from core import cleanup, training
     from core.console import ConsoleProgress
 
     _update(job_id, pid=os.getpid())
@@ -177,10 +178,11 @@ def run_job(job_id: str) -> int:
         error = runs.get_run(run_id)["status_info"].get("error") if status == "failed" else None
         print(f"run {run_id}: {status}" + (f": {error}" if error else ""), flush=True)
 
-    exp = Experiment.from_dict(read_json(folder / store.JOB)["experiment"])
-    try:
-        results = experiment.run_experiment(exp, command=f"python -m core jobs run {job_id}", job_id=job_id,
-                                            on_progress=on_progress, on_run=on_run)
+    job = read_json(folder / store.JOB)
+    exp = Experiment.from_dict(job["experiment"])
+    try:  # the job's backend (this machine or a Ray cluster) runs the experiment
+        results = job_backends.run_experiment(job.get("backend"), exp, command=f"python -m core jobs run {job_id}",
+                                              job_id=job_id, on_progress=on_progress, on_run=on_run)
     except TransferLabError as exc:
         _update(job_id, status="failed", error=str(exc), finished=time.time())
         print(f"error: {exc}", flush=True)

@@ -1,6 +1,6 @@
 """Range checks on a stage's numbers: finite, in range, and input sizes that keep a model buildable.
 
-Kept apart from `pipeline.validate_stage` so the bounds live in one place; that function merges these errors.
+Kept apart from `validation.validate_stage` so the bounds live in one place; that function merges these errors.
 """
 
 from __future__ import annotations

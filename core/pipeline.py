@@ -49,6 +49,7 @@ class StageConfig:
     composite: float = 0.0  # share of training images pasted onto random scenes (core.composite); 0: off
     composite_copies: int = 2  # frozen-feature cache: composited copies cached beside the originals; 0: on the fly
     noise_images: int = 0  # extra 'noise' training images: backgrounds alone and CIFAR-10 scenes
+    gpus: float | None = None  # GPUs a run asks for on the Ray backend (None: 1 if the cluster has any)
     name: str = ""
     # the fine-tuning toolkit (core.schedules, core.fine_tune, core.sweeps); the defaults train as before
     schedule: str = "constant"  # constant | one_cycle | cosine, stepped per batch over the phase's epochs

@@ -52,6 +52,7 @@ class RunRecord:
     command: str | None = None
     job_id: str | None = None
     hardware: Environment | None = None
+    backend: dict[str, Any] | None = None  # where it ran: None (this machine) or {"name": "ray", "address"}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

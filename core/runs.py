@@ -20,6 +20,7 @@ from core.records import get_run
 from core.run_records import RunRecord, StageMetrics
 from core.run_records import summary_row as summary_row
 from core.store import (
+    CONFIG,
     DEFAULT_MODEL_DIR,
     FINISHED,
     LABELS,
@@ -72,6 +73,12 @@ def heartbeat(run_id: str, **fields: Any) -> None:
 
 def write_progress(run_id: str, info: dict[str, Any]) -> None:
     store.write_progress(run_dir(run_id), info)
+
+
+def write_config(run_id: str, config: dict[str, Any]) -> None:
+    """Rewrite a run's record (a Ray driver adds the hardware its worker reported)."""
+    atomic_write_json(run_dir(run_id) / CONFIG, config)
+    run_index.refresh(run_id)
 
 
 def write_labels(run_id: str, labels: list[str]) -> None:

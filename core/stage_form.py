@@ -2,7 +2,7 @@
 
 A row's cells are what a table editor gives: blanks (None, NaN, pandas' NA, empty text), floats for whole numbers,
 comma-separated lists. Each field's type comes from `StageConfig`'s own hints; `StageConfig.from_dict` builds the
-stage, `pipeline.validate_stage` / `validate_experiment` check it.
+stage, `validation.validate_stage` / `validate_experiment` check it.
 """
 
 from __future__ import annotations

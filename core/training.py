@@ -28,6 +28,7 @@ from core import (
     models,
     runs,
     schedules,
+    tb,
     transfer,
 )
 from core.config import TransferLabError, describe_os_error
@@ -233,7 +234,7 @@ def _cached_batches(stage: StageConfig, data: StageData, split: tuple[keras.Mode
 def fit(stage: StageConfig, built: Built, recorder: RunRecorder,
         data: StageData) -> tuple[dict[str, list[float]], float]:
     """Keras `fit` with early stopping and a NaN guard; (history, fit seconds). Raises Cancelled when asked to."""
-    callbacks: list[keras.callbacks.Callback] = [recorder, keras.callbacks.TerminateOnNaN()]
+    callbacks: list[keras.callbacks.Callback] = [recorder, keras.callbacks.TerminateOnNaN(), *tb.callbacks(recorder.run_id)]
     if stage.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
                                                        restore_best_weights=True))

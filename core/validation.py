@@ -58,6 +58,8 @@ def validate_stage(stage: StageConfig, index: int = 0, has_previous: bool = Fals
     errors.update(composite_stage.stage_errors(stage, datasets.dataset_classes(stage.dataset) if readable else None))
     errors.update(schedules.stage_errors(stage))
     errors.update(fine_tune.stage_errors(stage))
+    if stage.gpus is not None and not 0 <= stage.gpus <= 64:
+        errors["gpus"] = "gpus must be between 0 and 64 (GPUs per run on the Ray backend)"
     if stage.limit_per_class is not None and stage.limit_per_class < 2:
         errors["limit_per_class"] = "limit per class must be at least 2"
     if stage.arch in models.ARCHS and stage.input_size is not None:

@@ -9,7 +9,7 @@ import streamlit as st
 from core import jobs, pipeline, stage_form
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 from core.stage_form import FormResult
-from pages import common, registry
+from pages import common, job_backend, registry
 from pages.train_check import check_table, run_time_estimate
 from pages.train_jobs import live_jobs
 from pages.train_lr import lr_finder
@@ -50,10 +50,11 @@ def checked(form: FormResult) -> Experiment | None:
 
 
 def launch(exp: Experiment | None) -> None:
-    if not st.button("Launch", type="primary", disabled=exp is None, key="launch") or exp is None:
+    backend = job_backend.picker()  # this machine or a Ray cluster
+    if not st.button("Launch", type="primary", disabled=exp is None or backend is None, key="launch") or exp is None:
         return
     with common.error_boundary("Launching the job") as launching:
-        job_id = jobs.submit(exp)
+        job_id = jobs.submit(exp, backend=backend)
     if not launching.failed:
         st.session_state["watch_select"] = job_id
         st.success(f"Launched job `{job_id}`. Follow it below.")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from core import runs
+from core import runs, tb
 from core.config import REPO_ROOT
 
 # Runs `python -m core train` in-process with every `import tensorflow` failing as if it were not installed.
@@ -50,3 +50,5 @@ def test_jax_backend_trains_a_transfer_chain_without_tensorflow(real_data_root, 
         assert m["strategy"] == "jax-default" and m["replicas"] == 1 and m["device"] == "CPU"
         assert 0.0 <= m["test_accuracy"] <= 1.0 and m["inference_ms_per_image"] > 0
     assert [m["feature_cache"] for m in metrics] == [False, True]
+    for row in (scratch, frozen):  # TensorBoard scalars without TensorFlow, through tensorboard's own writer
+        assert list((tb.log_dir(row["run_id"]) / "validation").glob("events.out.tfevents.*"))
