@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clusterkit import RayHead, require, wait_for
 
-from core import job_backends, jobs, runs, tb
+from core import job_backends, jobs, runs, store, tb
 from core.pipeline import Experiment, PipelineConfig, StageConfig
 
 require("ray")
@@ -47,7 +47,7 @@ def ray_job(ray_head, real_data_root, tmp_path, monkeypatch):
     yield submit
     for job_id in submitted:
         pid = jobs.get_job(job_id).get("pid")
-        if pid and runs._pid_alive(pid):
+        if pid and store.pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
