@@ -35,20 +35,13 @@ def ray_head():
 
 @pytest.fixture
 def ray_job(ray_head, real_data_root, tmp_path, monkeypatch):
-    """Submit an experiment as a job on the Ray head; every job process is gone after the test."""
+    """Submit an experiment as a job on the Ray head; no job process is left after the test."""
     monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
     backend = job_backends.make("ray", ray_head.address)
-    submitted: list[str] = []
-
-    def submit(exp: Experiment) -> str:
-        submitted.append(jobs.submit(exp, backend=backend))
-        return submitted[-1]
-
-    yield submit
-    for job_id in submitted:
-        pid = jobs.get_job(job_id).get("pid")
-        if pid and store.pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    yield lambda exp: jobs.submit(exp, backend=backend)
+    for job in jobs.list_jobs():
+        if job.get("pid") and store.pid_alive(job["pid"]):
+            os.kill(job["pid"], signal.SIGKILL)
 
 
 def _finished(job_id: str, timeout: float) -> dict:
@@ -124,50 +117,41 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_cancelling_a_job_stops_its_ray_tasks(ray_job):
-    exp = Experiment(name="cancel", pipelines=[PipelineConfig(name="long", repeats=2, stages=[StageConfig(**LONG)])])
-    job_id = ray_job(exp)
-    wait_for("both runs training", lambda: sum(_training(r) for r in jobs.get_job(job_id)["runs"]) == 2, 300)
-    workers = [runs.get_run(r)["status_info"]["ray_worker_pid"] for r in jobs.get_job(job_id)["runs"]]
-    jobs.cancel_job(job_id)
-    job = _finished(job_id, 120)
-    assert job["status"] == "cancelled", jobs.log_tail(job_id, 50)
-    assert {r["status"] for r in _runs_of(job).values()} == {"cancelled"}
-    before = [_cpu_seconds(pid) for pid in workers]
-    time.sleep(3)
-    after = [_cpu_seconds(pid) for pid in workers]
-    for pid, a, b in zip(workers, before, after, strict=True):  # the worker is gone, or idle: its task stopped
-        assert a is None or b is None or b - a < 0.5, (pid, a, b)
-
-
-def test_train_page_offers_the_configured_cluster_and_shows_a_ray_job_live(ray_head, real_data_root, tmp_path,
-                                                                           monkeypatch):
+def test_train_page_runs_on_the_configured_cluster_live_and_cancel_stops_the_ray_tasks(ray_head, ray_job,
+                                                                                        monkeypatch):
     from test_app import TINY, edit_stage, job_status, page, poll, texts
 
-    monkeypatch.setenv("TRANSFERLAB_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv(job_backends.RAY_ADDRESS_ENV, ray_head.address)
     at = page("pages/train.py")
-    assert at.selectbox(key="train_backend").value == "ray"
+    assert at.selectbox(key="train_backend").value == "ray"  # preselected by TRANSFERLAB_RAY_ADDRESS
     assert at.text_input(key="train_ray_address").value == ray_head.address
     at.text_input(key="train_ray_address").set_value("not an address").run()
     assert at.button(key="launch").disabled and "has spaces" in texts(at.error)
     at.text_input(key="train_ray_address").set_value(ray_head.address).run()
-    edit_stage(at, "stages_custom", dataset="fruits360-3", repeats=2, **TINY)
+    edit_stage(at, "stages_custom", dataset="fruits360-3", repeats=2,
+               **{**TINY, "epochs": 200, "limit_per_class": 60, "batch_size": 8})
     assert not at.error, texts(at.error)
     at.button(key="launch").click().run()
     assert "Launched job" in texts(at.success)
-    bars: list[str] = []
 
-    def finished(a) -> bool:
-        bars.extend(str(p.text if hasattr(p, "text") else p.value) for p in a.progress)
-        return job_status(a) == "done"
+    def live(a) -> bool:  # bars and curves fed from the Ray workers, as for a local job
+        bars = [str(getattr(p, "text", None) or p.value) for p in a.progress]
+        return any(b.startswith("Epoch ") for b in bars) and len(a.get("plotly_chart")) >= 2
 
-    poll(at, finished, timeout_s=300)
+    poll(at, live, timeout_s=300)
     [job] = jobs.list_jobs()
     assert job["backend"] == {"name": "ray", "address": ray_head.address} and len(job["runs"]) == 2
-    assert any("Run " in b for b in bars), "the job's progress bars, fed from the Ray workers"
-    assert at.get("plotly_chart"), "live curves of the runs"
+    wait_for("both runs training", lambda: all(_training(r) for r in job["runs"]), 120)
+    workers = [runs.get_run(r)["status_info"]["ray_worker_pid"] for r in job["runs"]]
+    next(b for b in at.button if b.label == "Cancel this job").click().run()
+    poll(at, lambda a: job_status(a) == "cancelled", timeout_s=120)
+    assert {runs.get_run(r)["status"] for r in job["runs"]} == {"cancelled"}
     assert "at most 2 at once" in jobs.log_tail(job["job_id"], 10)
+    before = [_cpu_seconds(pid) for pid in workers]
+    time.sleep(3)
+    after = [_cpu_seconds(pid) for pid in workers]
+    for pid, a, b in zip(workers, before, after, strict=True):  # each worker is gone, or idle: its task stopped
+        assert a is None or b is None or b - a < 0.5, (pid, a, b)
 
 
 def test_an_unreachable_cluster_is_one_clear_message():
