@@ -162,16 +162,17 @@ def find_lr(stage: Any, parent_run: str | None = None, *, steps: int = STEPS, st
             "seconds": round(time.perf_counter() - t0, 2), "start_lr": start_lr, "end_lr": end_lr}
 
 
-def finder_stage(stage: Any, parent: str | None = None) -> tuple[Any, str | None]:
+def finder_stage(stage: Any, parent: str | None = None,
+                 how: str = "pick the finished run its model starts from") -> tuple[Any, str | None]:
     """The stage as the finder trains it, and the run its model starts from. `parent` (a finished run) replaces
-    the stage's source; a stage that continues an earlier stage of its pipeline (previous, stage:N) needs one."""
+    the stage's source; a stage that continues an earlier stage of its pipeline (previous, stage:N) needs one
+    (`how` says how to name it)."""
     from core import validation
 
     if parent:
         stage = dataclasses.replace(stage, source=f"run:{parent}")
     elif stage.source == "previous" or stage.source.startswith("stage:"):
-        raise TransferLabError(f"This stage continues an earlier stage ({stage.source}): pick the finished run "
-                               "its model starts from.")
+        raise TransferLabError(f"This stage continues an earlier stage ({stage.source}): {how}.")
     errors = validation.validate_stage(stage)
     if errors:
         raise TransferLabError("Invalid stage: " + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 from typing import Any
@@ -36,18 +35,11 @@ def _pick_stage(exp: Experiment, pipeline_name: str | None, index: int | None) -
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from core import lr_find, validation
+    from core import lr_find
 
     index, stage = _pick_stage(_experiment(args), args.pipeline, args.stage)
-    if args.parent:
-        stage = dataclasses.replace(stage, source=f"run:{args.parent}")
-    elif stage.source == "previous" or stage.source.startswith("stage:"):
-        raise TransferLabError(f"Stage {index} continues an earlier stage ({stage.source}): name the model it "
-                               "starts from with --parent RUN_ID (a finished run of that stage).")
-    errors = validation.validate_stage(stage)
-    if errors:
-        raise TransferLabError("Invalid stage: " + "; ".join(f"{k}: {v}" for k, v in errors.items()) + ".")
-    result = lr_find.find_lr(stage, stage.source[4:] if stage.source.startswith("run:") else None,
+    stage, parent = lr_find.finder_stage(stage, args.parent, how=f"stage {index}: name it with --parent RUN_ID")
+    result = lr_find.find_lr(stage, parent,
                              steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
                              progress=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
