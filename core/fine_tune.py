@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from core import composite_stage, datasets, schedules, transfer
+from core import composite_stage, datasets, schedules, tb, transfer
 from core.config import TransferLabError
 
 UNFREEZE_HELP = "unfreeze must be 'all' or 'last:K' (K conv blocks, K >= 1), optionally with '+batchnorm'"
@@ -125,7 +125,8 @@ def second_phase(stage: Any, model: keras.Model, history: keras.callbacks.Histor
                         jit_compile="auto" if stage.jit_compile is None else stage.jit_compile)
     recorder.epochs, recorder.steps = done + stage.fine_tune_epochs, steps
     t0 = getattr(recorder, "t0", time.perf_counter())
-    callbacks: list[keras.callbacks.Callback] = [recorder, _KeepClock(recorder, t0), keras.callbacks.TerminateOnNaN()]
+    callbacks: list[keras.callbacks.Callback] = [recorder, _KeepClock(recorder, t0), keras.callbacks.TerminateOnNaN(),
+                                                 *tb.callbacks(recorder.run_id)]
     if stage.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=stage.monitor, patience=stage.patience,
                                                        restore_best_weights=True))
