@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SHOTS = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS_DIR") or REPO_ROOT / "test-artifacts" / "screenshots")
 TIMEOUT_MS = 90_000
 MAX_SHOT_HEIGHT = 4000
-SWEEP = "paper-b-freeze-sweep"
+SWEEP = "e2e-freeze-sweep"  # not a committed sweep's name: the committed results hold paper-b-freeze-sweep
 STORED_MODEL = "20261123-021557-fruits360-3-alexnet4-5f5d"  # the committed alexnet4 run that keeps its model
 # Nothing running, no lazy component still loading (skeletons), no element left over from the previous run.
 SETTLED_JS = """() => !document.querySelector('[data-testid="stStatusWidget"]')
@@ -218,6 +218,7 @@ def test_results_tuning_views_in_a_real_browser(page, server):
     page.goto(f"{server}/results")
     page.get_by_text("Scratch vs transfer", exact=False).first.wait_for()
     settle(page)
+    pick(page, "stSelectbox", "Sweep", SWEEP)
     page.get_by_text("no spread for 1 of 3 values", exact=False).first.wait_for()
     pick(page, "stMultiSelect", "Runs", "20260101-000000-e2e-sweep")
     pick(page, "stMultiSelect", "Runs", "20260101-000004-e2e-sweep")
